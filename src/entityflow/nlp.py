@@ -1,0 +1,115 @@
+"""Runs inside the worker processes only: load the model once, turn batches of texts into counts.
+
+Everything crossing the process boundary is plain picklable data; spaCy objects never leave.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from multiprocessing.queues import Queue
+from typing import Any
+
+from entityflow.entities import count_entities, normalise
+from entityflow.models import EntityCount
+
+# Components each pipeline keeps. In en_core_web_sm the `ner` component has its own
+# embedded tok2vec, so `fast` needs nothing else; `exact` adds the parser (and the tok2vec it
+# listens to) for its sentence boundaries, which make the entities match the full pipeline.
+PIPELINES: dict[str, tuple[str, ...]] = {
+    "fast": ("ner",),
+    "exact": ("tok2vec", "parser", "ner"),
+}
+
+# Test hook: a post containing this marker kills its worker; set only by the fault tests.
+CRASH_MARKER_ENV = "ENTITYFLOW_TEST_CRASH_MARKER"
+
+
+@dataclass(slots=True, frozen=True)
+class WorkerConfig:
+    model: str
+    pipeline: str
+    labels: frozenset[str]
+    ignore_self_mentions: bool = False
+    log_level: int = logging.INFO
+
+
+@dataclass(slots=True, frozen=True)
+class BatchResult:
+    """Counts for each text of a batch, in order, and the seconds spent inside spaCy."""
+
+    entities: tuple[tuple[EntityCount, ...], ...]
+    nlp_seconds: float
+    pid: int
+
+
+_nlp: Any = None
+_config: WorkerConfig | None = None
+_crash_marker: str | None = None
+
+
+def load(model: str, pipeline: str) -> Any:
+    """The spaCy pipeline for `pipeline`, every other component excluded (never even loaded)."""
+    import spacy
+
+    path = spacy.util.get_package_path(model) if spacy.util.is_package(model) else Path(model)
+    meta = spacy.util.get_model_meta(path)
+    keep = PIPELINES[pipeline]
+    exclude = [name for name in meta.get("components", meta["pipeline"]) if name not in keep]
+    nlp = spacy.load(model, exclude=exclude)
+    missing = [name for name in keep if name not in nlp.pipe_names]
+    if missing:
+        raise RuntimeError(f"model {model} lacks component(s) {', '.join(missing)}")
+    return nlp
+
+
+def init_worker(config: WorkerConfig, log_queue: Queue[Any] | None) -> None:
+    """Process-pool initializer: route logs to the parent, then load the model once."""
+    global _nlp, _config, _crash_marker
+    if log_queue is not None:
+        root = logging.getLogger()
+        root.handlers[:] = [logging.handlers.QueueHandler(log_queue)]
+        root.setLevel(config.log_level)
+    _config = config
+    _crash_marker = os.environ.get(CRASH_MARKER_ENV) or None
+    started = time.perf_counter()
+    _nlp = load(config.model, config.pipeline)
+    logging.getLogger("entityflow.nlp").debug(
+        "worker %d loaded %s (%s) in %.1fs",
+        os.getpid(),
+        config.model,
+        config.pipeline,
+        time.perf_counter() - started,
+    )
+
+
+def ready() -> int:
+    """A no-op task: returns once this worker's initializer (the model load) has run."""
+    return os.getpid()
+
+
+def extract(items: Sequence[tuple[str, str]]) -> BatchResult:
+    """Entity counts for each (publication, content), by the counting rule of entities.py."""
+    assert _nlp is not None and _config is not None, "init_worker has not run"
+    if _crash_marker is not None and any(_crash_marker in text for _, text in items):
+        os._exit(86)
+    started = time.perf_counter()
+    results = []
+    # memory_zone frees the strings and vocabulary entries a batch added, so a worker's
+    # memory stays flat over millions of posts.
+    with _nlp.memory_zone():
+        docs = _nlp.pipe(text for _, text in items)
+        for (publication, _), doc in zip(items, docs, strict=True):
+            ignore = (
+                frozenset({normalise(publication)})
+                if _config.ignore_self_mentions
+                else frozenset()
+            )
+            spans = [(ent.text, ent.label_) for ent in doc.ents]
+            results.append(tuple(count_entities(spans, _config.labels, ignore)))
+    return BatchResult(tuple(results), time.perf_counter() - started, os.getpid())

@@ -1,0 +1,316 @@
+"""The embedded default: SQLite in WAL mode, its blocking calls kept on threads of their own."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from entityflow.models import (
+    DailyCount,
+    EntityCount,
+    EntityQuery,
+    EntityTotal,
+    ProcessedPost,
+    PublicationSummary,
+    StoredPost,
+    TimelineQuery,
+    WriteResult,
+)
+from entityflow.stores.aggregate import Increments, pick_display_text
+from entityflow.stores.base import StoreError
+
+T = TypeVar("T")
+
+# Each entry upgrades the schema by one version; PRAGMA user_version records how far we are.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE posts (
+        id TEXT PRIMARY KEY,
+        publication TEXT NOT NULL,
+        date TEXT NOT NULL,
+        title TEXT, url TEXT, author TEXT, published_at TEXT, accepted_at TEXT,
+        entities BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE publications (
+        name TEXT PRIMARY KEY,
+        posts INTEGER NOT NULL,
+        first_date TEXT NOT NULL,
+        last_date TEXT NOT NULL
+    ) WITHOUT ROWID;
+    -- Per publication, entity and day: what since/until and the timeline read.
+    CREATE TABLE daily (
+        publication TEXT NOT NULL, label TEXT NOT NULL, key TEXT NOT NULL, date TEXT NOT NULL,
+        posts INTEGER NOT NULL, mentions INTEGER NOT NULL,
+        PRIMARY KEY (publication, label, key, date)
+    ) WITHOUT ROWID;
+    CREATE INDEX daily_by_entity ON daily (label, key, publication, date);
+    CREATE INDEX daily_by_date ON daily (date);
+    -- All-time totals, so the common unbounded query does not scan every day.
+    CREATE TABLE totals (
+        publication TEXT NOT NULL, label TEXT NOT NULL, key TEXT NOT NULL,
+        posts INTEGER NOT NULL, mentions INTEGER NOT NULL,
+        PRIMARY KEY (publication, label, key)
+    ) WITHOUT ROWID;
+    -- Surface forms with their mentions: the display text is the most mentioned one.
+    CREATE TABLE forms (
+        label TEXT NOT NULL, key TEXT NOT NULL, text TEXT NOT NULL, mentions INTEGER NOT NULL,
+        PRIMARY KEY (label, key, text)
+    ) WITHOUT ROWID;
+    """,
+)
+
+_ADD_COUNTS = (
+    " ON CONFLICT DO UPDATE SET posts = posts + excluded.posts, mentions = mentions + excluded.mentions"
+)
+_TRANSIENT_MESSAGES = ("database is locked", "database is busy", "disk i/o error")
+
+
+class SQLiteStore:
+    """One writer connection on one thread; readers on a small pool, one connection each."""
+
+    def __init__(self, path: str | Path, *, readers: int = 2) -> None:
+        self.path = Path(path)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-reader")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    @property
+    def description(self) -> str:
+        return f"sqlite:///{self.path}"
+
+    async def open(self) -> None:
+        await self._on(self._writer, self._migrate)
+
+    async def close(self) -> None:
+        def close_all() -> None:
+            with self._lock:
+                for connection in self._connections:
+                    connection.close()
+                self._connections.clear()
+
+        await asyncio.to_thread(self._writer.shutdown)
+        await asyncio.to_thread(self._readers.shutdown)
+        close_all()
+
+    async def ping(self) -> None:
+        await self._on(self._readers, lambda db: db.execute("SELECT 1").fetchone())
+
+    async def write(self, posts: Sequence[ProcessedPost]) -> WriteResult:
+        return await self._on(self._writer, lambda db: self._write(db, posts))
+
+    async def stored_ids(self, ids: Collection[str]) -> set[str]:
+        wanted = list(ids)
+
+        def query(db: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(f"SELECT id FROM posts WHERE id IN ({marks})", chunk)
+                found.update(row[0] for row in rows)
+            return found
+
+        return await self._on(self._readers, query)
+
+    async def get_post(self, post_id: str) -> StoredPost | None:
+        def query(db: sqlite3.Connection) -> StoredPost | None:
+            row = db.execute(
+                "SELECT id, publication, date, entities FROM posts WHERE id = ?", (post_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            entities = tuple(EntityCount(*item) for item in orjson.loads(row[3]))
+            return StoredPost(id=row[0], publication=row[1], date=row[2], entities=entities)
+
+        return await self._on(self._readers, query)
+
+    async def publications(self) -> list[PublicationSummary]:
+        def query(db: sqlite3.Connection) -> list[PublicationSummary]:
+            rows = db.execute(
+                "SELECT name, posts, first_date, last_date FROM publications ORDER BY name"
+            )
+            return [PublicationSummary(*row) for row in rows]
+
+        return await self._on(self._readers, query)
+
+    async def top_entities(self, query: EntityQuery) -> list[EntityTotal]:
+        return await self._on(self._readers, lambda db: self._top_entities(db, query))
+
+    async def daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
+        def run(db: sqlite3.Connection) -> list[DailyCount]:
+            where, params = ["label = ?", "key = ?"], [query.label, query.key]
+            _add_filters(where, params, query.publications, query.since, query.until)
+            rows = db.execute(
+                "SELECT publication, date, SUM(posts), SUM(mentions) FROM daily"
+                f" WHERE {' AND '.join(where)} GROUP BY publication, date"
+                " ORDER BY publication, date",
+                params,
+            )
+            return [DailyCount(*row) for row in rows]
+
+        return await self._on(self._readers, run)
+
+    # The rest runs on the store's threads.
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Each connection is used by one thread at a time; close() runs on another.
+            connection = sqlite3.connect(
+                self.path, timeout=10, isolation_level=None, check_same_thread=False
+            )
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute("PRAGMA busy_timeout = 10000")
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    async def _on(self, pool: ThreadPoolExecutor, work: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            try:
+                return work(self._connection())
+            except sqlite3.Error as error:
+                transient = any(text in str(error).lower() for text in _TRANSIENT_MESSAGES)
+                raise StoreError(f"sqlite: {error}", transient=transient) from error
+
+        return await asyncio.get_running_loop().run_in_executor(pool, call)
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this entityflow"
+                f" ({len(MIGRATIONS)}): upgrade entityflow",
+                transient=False,
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with _transaction(db):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+
+    def _write(self, db: sqlite3.Connection, posts: Sequence[ProcessedPost]) -> WriteResult:
+        stored: list[str] = []
+        duplicates: list[str] = []
+        added = Increments()
+        with _transaction(db):
+            for processed in posts:
+                post = processed.post
+                entities = [(e.label, e.key, e.text, e.count) for e in processed.entities]
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO posts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        post.id,
+                        post.publication,
+                        post.date,
+                        post.title,
+                        post.url,
+                        post.author,
+                        post.published_at,
+                        post.accepted_at,
+                        orjson.dumps(entities),
+                    ),
+                )
+                if cursor.rowcount == 0:
+                    duplicates.append(post.id)
+                    continue
+                stored.append(post.id)
+                added.add(processed)
+            db.executemany(
+                "INSERT INTO daily VALUES (?, ?, ?, ?, ?, ?)" + _ADD_COUNTS,
+                [(*key, posts_n, mentions) for key, (posts_n, mentions) in added.daily.items()],
+            )
+            db.executemany(
+                "INSERT INTO totals VALUES (?, ?, ?, ?, ?)" + _ADD_COUNTS,
+                [(*key, posts_n, mentions) for key, (posts_n, mentions) in added.totals.items()],
+            )
+            db.executemany(
+                "INSERT INTO forms VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO UPDATE SET mentions = mentions + excluded.mentions",
+                [(*key, mentions) for key, mentions in added.forms.items()],
+            )
+            db.executemany(
+                "INSERT INTO publications VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO UPDATE SET posts = posts + excluded.posts,"
+                " first_date = min(first_date, excluded.first_date),"
+                " last_date = max(last_date, excluded.last_date)",
+                [(name, *summary) for name, summary in added.publications.items()],
+            )
+        return WriteResult(stored=tuple(stored), duplicates=tuple(duplicates))
+
+    def _top_entities(self, db: sqlite3.Connection, query: EntityQuery) -> list[EntityTotal]:
+        where: list[str] = []
+        params: list[Any] = []
+        if query.labels:
+            where.append(f"label IN ({','.join('?' * len(query.labels))})")
+            params.extend(query.labels)
+        _add_filters(where, params, query.publications, query.since, query.until)
+        table = "daily" if query.since or query.until else "totals"
+        other = "mentions" if query.sort == "posts" else "posts"
+        sql = (
+            f"SELECT label, key, SUM(posts) AS posts, SUM(mentions) AS mentions FROM {table}"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + f" GROUP BY label, key ORDER BY {query.sort} DESC, {other} DESC, label, key"
+            " LIMIT ?"
+        )
+        rows = db.execute(sql, [*params, query.limit]).fetchall()
+        texts = self._display_texts(db, [(label, key) for label, key, _, _ in rows])
+        return [
+            EntityTotal(label=label, key=key, text=texts[label, key], posts=p, mentions=m)
+            for label, key, p, m in rows
+        ]
+
+    @staticmethod
+    def _display_texts(
+        db: sqlite3.Connection, entities: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        texts: dict[tuple[str, str], str] = {}
+        for label, key in entities:
+            rows = db.execute(
+                "SELECT text, mentions FROM forms WHERE label = ? AND key = ?", (label, key)
+            )
+            texts[label, key] = pick_display_text(dict(rows.fetchall()))
+        return texts
+
+
+def _add_filters(
+    where: list[str],
+    params: list[Any],
+    publications: Sequence[str],
+    since: str | None,
+    until: str | None,
+) -> None:
+    if publications:
+        where.append(f"publication IN ({','.join('?' * len(publications))})")
+        params.extend(publications)
+    if since:
+        where.append("date >= ?")
+        params.append(since)
+    if until:
+        where.append("date <= ?")
+        params.append(until)
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
