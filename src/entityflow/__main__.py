@@ -1,0 +1,3 @@
+from entityflow.cli import main
+
+main()

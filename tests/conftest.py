@@ -1,0 +1,211 @@
+"""Shared fixtures, as factories: an in-process service on a real port, a real `entityflow
+serve` subprocess, real news articles and the independent count to check them against."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from entityflow import api
+from entityflow.config import Settings
+from entityflow.dataset import Article, sample
+from entityflow.server import build_app
+from entityflow.stores.base import Store
+from tests.oracle import Expected, expected_counts
+
+API_KEY = "test-key-0123456789"
+ROOT = Path(__file__).parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Service:
+    """An entityflow app on 127.0.0.1 with a client session that sends the API key."""
+
+    url: str
+    app: web.Application
+    http: aiohttp.ClientSession
+
+    @property
+    def store(self) -> Store:
+        return self.app[api.STORE]
+
+    @property
+    def pipeline(self) -> Any:
+        return self.app[api.PIPELINE]
+
+    async def post(self, path: str, json: Any = None, **kwargs: Any) -> aiohttp.ClientResponse:
+        headers = {"X-API-Key": API_KEY, **kwargs.pop("headers", {})}
+        return await self.http.post(self.url + path, json=json, headers=headers, **kwargs)
+
+    async def get(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.http.get(self.url + path, **kwargs)
+
+    async def get_json(self, path: str, **kwargs: Any) -> Any:
+        async with await self.get(path, **kwargs) as response:
+            assert response.status == 200, await response.text()
+            return await response.json()
+
+    async def wait_processed(self, timeout: float = 120) -> None:
+        """Until every accepted post is written to the store."""
+        deadline = time.monotonic() + timeout
+        while self.pipeline.pending:
+            assert time.monotonic() < deadline, f"{len(self.pipeline.pending)} posts unprocessed"
+            await asyncio.sleep(0.05)
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path,
+        "api_keys": API_KEY,
+        "workers": 1,
+        "flush_interval": 0.05,
+        "drain_timeout": 30,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+ServiceFactory = Callable[..., AbstractAsyncContextManager[Service]]
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> ServiceFactory:
+    """`async with service(**settings) as svc:` a real app on a real port (store optional)."""
+
+    @asynccontextmanager
+    async def start(store: Store | None = None, **overrides: Any) -> AsyncIterator[Service]:
+        settings = make_settings(tmp_path, **overrides)
+        app = build_app(settings, store)
+        runner = web.AppRunner(app, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        async with aiohttp.ClientSession() as http:
+            try:
+                yield Service(f"http://127.0.0.1:{port}", app, http)
+            finally:
+                await runner.cleanup()
+
+    return start
+
+
+@dataclass
+class ServeProcess:
+    """A real `entityflow serve` subprocess."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    data_dir: Path
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float = 60) -> int:
+        return self.process.wait(timeout)
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 120) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"serve not ready after {timeout}s:\n{log_path.read_text()}")
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
+    """`serve_process(ENV=value, ...)` starts `entityflow serve` and waits for /readyz."""
+    started: list[ServeProcess] = []
+
+    def start(
+        data_dir: Path | None = None, wait: bool = True, args: tuple[str, ...] = (), **env: str
+    ) -> ServeProcess:
+        port = free_port()
+        data = data_dir or tmp_path / f"serve-{len(started)}"
+        log_path = tmp_path / f"serve-{len(started)}.log"
+        environment = {
+            **os.environ,
+            "ENTITYFLOW_PORT": str(port),
+            "ENTITYFLOW_DATA_DIR": str(data),
+            "ENTITYFLOW_API_KEYS": API_KEY,
+            "ENTITYFLOW_WORKERS": "1",
+            "ENTITYFLOW_FLUSH_INTERVAL": "0.05",
+            **env,
+        }
+        with open(log_path, "ab") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "entityflow", "serve", *args],
+                env=environment,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        handle = ServeProcess(process, f"http://127.0.0.1:{port}", data, log_path, environment)
+        started.append(handle)
+        if wait:
+            wait_ready(handle.url, process, log_path)
+        return handle
+
+    yield start
+    for handle in started:
+        if handle.process.poll() is None:
+            handle.process.kill()
+            handle.process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def articles() -> list[Article]:
+    """300 real news articles, every publication represented."""
+    return sample(300)
+
+
+@pytest.fixture(scope="session")
+def expected(articles: list[Article]) -> Callable[..., Expected]:
+    """`expected(articles, pipeline="fast")`: the independent count, cached per input."""
+    cache: dict[tuple[tuple[str, ...], str], Expected] = {}
+
+    def count(chosen: list[Article] | None = None, pipeline: str = "fast") -> Expected:
+        chosen = articles if chosen is None else chosen
+        key = (tuple(a.id for a in chosen), pipeline)
+        if key not in cache:
+            cache[key] = expected_counts(chosen, pipeline)
+        return cache[key]
+
+    return count
