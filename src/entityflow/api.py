@@ -136,6 +136,7 @@ async def post_one(request: web.Request) -> web.Response:
         raise ApiError(422, "validation_error", "the body must be a JSON object (one post)")
     record, errors = _validate(request, data, datetime.now(UTC))
     if record is None:
+        request.app[METRICS].rejected.labels("invalid").inc()
         raise ApiError(422, "validation_error", "the post is invalid", errors)
     await request.app[PIPELINE].accept([record])
     return json_response({"id": record.id, "status": "accepted"}, 202)
@@ -170,6 +171,8 @@ async def post_batch(request: web.Request) -> web.Response:
             records.append(record)
     if problems:
         bad = len({problem["index"] for problem in problems})
+        # The whole batch is refused, so every post of it counts as rejected.
+        request.app[METRICS].rejected.labels("invalid").inc(len(items))
         raise ApiError(
             422, "validation_error", f"{bad} of {len(items)} posts are invalid; none accepted",
             problems,

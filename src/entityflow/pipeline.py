@@ -160,6 +160,21 @@ class Pipeline:
     def in_flight(self) -> int:
         return len(self._batches)
 
+    def stalled(self, longer_than: float) -> str | None:
+        """Why the pipeline cannot make progress, or None while it can (the watchdog's test).
+
+        A store that answers with errors is retried and counts as alive (a restart would not
+        bring it back); a store call that does not return for `longer_than` seconds does not.
+        """
+        for task in self._tasks:
+            # The drain ends the tasks on purpose.
+            if task.done() and not self.draining:
+                return f"the {task.get_name()} task has ended"
+        blocked = self.writer.blocked_for()
+        if blocked > longer_than:
+            return f"a store write has not returned for {blocked:.0f}s"
+        return None
+
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self.writer.run(), name="writer"),

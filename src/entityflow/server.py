@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -15,8 +17,9 @@ from entityflow import api
 from entityflow.config import Settings
 from entityflow.logs import LogRelay
 from entityflow.metrics import Metrics
+from entityflow.notify import Notifier, forget_systemd, listen_sockets
 from entityflow.pipeline import Pipeline, WorkerPool
-from entityflow.stores.base import Store, open_store
+from entityflow.stores.base import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +95,34 @@ async def _pipeline(app: web.Application) -> AsyncIterator[None]:
 
 
 async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = None) -> int:
-    """Run until SIGTERM/SIGINT, then drain; the exit status is 0 when nothing was left."""
+    """Run until SIGTERM/SIGINT, then drain; the exit status is 0 when nothing was left.
+
+    Under systemd: serves on inherited sockets (socket activation) and sends READY=1 once the
+    port is bound, every worker has the model and the store answers; then STATUS=, WATCHDOG=1
+    while the pipeline can make progress, and STOPPING=1 and EXTEND_TIMEOUT_USEC on drain.
+    """
+    notifier = Notifier.from_environ(os.environ)
+    inherited = listen_sockets(os.environ)
+    # Before the worker processes start, so they neither notify nor hold the sockets.
+    forget_systemd(os.environ)
     app = build_app(settings)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
-    address = f"http://{settings.host}:{settings.port}"
-    log.info("entityflow listening on %s", address)
+    sites: list[web.BaseSite] = (
+        [web.SockSite(runner, sock) for sock in inherited]
+        if inherited
+        else [web.TCPSite(runner, settings.host, settings.port)]
+    )
+    for site in sites:
+        await site.start()
+    address = ", ".join(site.name for site in sites)
+    log.info("entityflow listening on %s%s", address, " (socket activation)" if inherited else "")
+    pipeline = app[api.PIPELINE]
+    await _wait_for_store(app[api.STORE], notifier)
+    notifier.ready(_status(pipeline, 0.0))
     if on_ready is not None:
         on_ready(address)
+    monitor = asyncio.create_task(_monitor(pipeline, notifier), name="systemd-monitor")
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -116,7 +137,82 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     await stop.wait()
-    drained = await app[api.PIPELINE].drain(settings.drain_timeout)
+    notifier.stopping(f"draining {len(pipeline.pending)} posts")
+    drained = await _drain(pipeline, notifier, settings.drain_timeout)
+    monitor.cancel()
+    await asyncio.gather(monitor, return_exceptions=True)
     await runner.cleanup()
+    notifier.close()
     log.info("stopped%s", "" if drained else " with posts left in the journal")
     return 0 if drained else 1
+
+
+# How often STATUS= is refreshed at most, in seconds.
+STATUS_PERIOD = 5.0
+
+
+def _status(pipeline: Pipeline, rate: float) -> str:
+    return (
+        f"queue {pipeline.depth}, {pipeline.in_flight} batches in NLP, {rate:.1f} posts/s, "
+        f"{pipeline.processed_total} processed"
+    )
+
+
+async def _wait_for_store(store: Store, notifier: Notifier) -> None:
+    """Return once the store answers a ping; until then say why we are not ready."""
+    delay = 0.5
+    while True:
+        try:
+            await asyncio.wait_for(store.ping(), 10)
+            return
+        except (StoreError, TimeoutError) as error:
+            log.warning("store not answering (%s); retrying in %.0fs", error, delay)
+            notifier.status(f"waiting for the store: {error}")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def _monitor(pipeline: Pipeline, notifier: Notifier) -> None:
+    """STATUS= every few seconds; WATCHDOG=1 at half of WATCHDOG_USEC while the pipeline lives.
+
+    The pings come from this task on the event loop, so a blocked loop stops them too.
+    """
+    interval = notifier.watchdog_interval
+    ticks = math.ceil(interval / STATUS_PERIOD) if interval else 1
+    period = interval / ticks if interval else STATUS_PERIOD
+    processed, at = pipeline.processed_total, time.monotonic()
+    stalled: str | None = None
+    tick = 0
+    while True:
+        await asyncio.sleep(period)
+        now = time.monotonic()
+        rate = (pipeline.processed_total - processed) / (now - at)
+        processed, at = pipeline.processed_total, now
+        reason = pipeline.stalled(interval) if interval else None
+        if reason != stalled:
+            if reason:
+                log.error("watchdog: not pinging systemd: %s", reason)
+            else:
+                log.info("watchdog: the pipeline makes progress again")
+            stalled = reason
+        notifier.status(f"stalled: {reason}" if reason else _status(pipeline, rate))
+        tick += 1
+        if interval and tick % ticks == 0 and reason is None:
+            notifier.watchdog()
+
+
+async def _drain(pipeline: Pipeline, notifier: Notifier, timeout: float) -> bool:
+    """pipeline.drain, asking systemd for more stop time while posts keep getting written.
+
+    TimeoutStopSec is set above the drain timeout already; this covers a drain timeout
+    raised in the settings without the unit being edited.
+    """
+    drain = asyncio.create_task(pipeline.drain(timeout))
+    left = len(pipeline.pending)
+    while not drain.done():
+        await asyncio.wait([drain], timeout=STATUS_PERIOD)
+        now_left = len(pipeline.pending)
+        if now_left < left:
+            notifier.extend_timeout(3 * STATUS_PERIOD, f"draining: {now_left} posts left")
+        left = now_left
+    return drain.result()

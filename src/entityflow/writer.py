@@ -51,10 +51,19 @@ class Writer:
         self._closing = False
         self.healthy = True
         self.last_flush = time.monotonic()
+        self._call_started: float | None = None
 
     @property
     def buffered(self) -> int:
         return len(self._buffer)
+
+    def blocked_for(self) -> float:
+        """Seconds the current store call has been running (0 between calls).
+
+        Unlike `healthy`, which turns false while a store that answers with errors is retried,
+        this grows only while one call does not return: the writer is wedged, not waiting.
+        """
+        return 0.0 if self._call_started is None else time.monotonic() - self._call_started
 
     async def put(self, posts: Sequence[ProcessedPost]) -> None:
         async with self._changed:
@@ -104,9 +113,11 @@ class Writer:
     async def _write(self, batch: list[ProcessedPost]) -> None:
         attempt = 0
         while True:
+            self._call_started = time.monotonic()
             try:
                 result = await self._store.write(batch)
             except StoreError as error:
+                self._call_started = None
                 kind = "transient" if error.transient else "permanent"
                 self._metrics.store_errors.labels(kind).inc()
                 if not error.transient:
@@ -124,6 +135,8 @@ class Writer:
                 )
                 await asyncio.sleep(delay)
                 continue
+            finally:
+                self._call_started = None
             self._metrics.persisted.inc(len(result.stored))
             self._metrics.duplicates.inc(len(result.duplicates))
             await self._on_done(batch, None)
