@@ -73,6 +73,10 @@ class WorkerPool:
         self._metrics = metrics
         self._executor: ProcessPoolExecutor | None = None
         self._generation = 0
+        # A batch run `alone` has the pool to itself, so a crash during it is its own doing.
+        self._turn = asyncio.Condition()
+        self._running = 0
+        self._alone = False
         self.ready = False
 
     def _build(self) -> ProcessPoolExecutor:
@@ -99,8 +103,28 @@ class WorkerPool:
             seen.update(pids)
         self.ready = True
 
-    async def run(self, items: list[tuple[str, str]]) -> nlp.BatchResult:
-        """Run one batch; raises BrokenProcessPool after rebuilding the pool for the retry."""
+    async def run(self, items: list[tuple[str, str]], *, alone: bool = False) -> nlp.BatchResult:
+        """Run one batch; raises BrokenProcessPool after rebuilding the pool for the retry.
+
+        When a worker dies, every batch in the pool fails with it; `alone=True` waits until
+        no other batch runs and keeps others out meanwhile, so a crash names its culprit.
+        """
+        async with self._turn:
+            await self._turn.wait_for(lambda: not self._alone)
+            if alone:
+                self._alone = True
+                await self._turn.wait_for(lambda: self._running == 0)
+            self._running += 1
+        try:
+            return await self._run(items)
+        finally:
+            async with self._turn:
+                self._running -= 1
+                if alone:
+                    self._alone = False
+                self._turn.notify_all()
+
+    async def _run(self, items: list[tuple[str, str]]) -> nlp.BatchResult:
         executor, generation = self._executor, self._generation
         assert executor is not None, "pool not started"
         try:
@@ -206,14 +230,23 @@ class Pipeline:
         try:
             if self._journal is not None:
                 await self._journal.append(fresh)
-        except BaseException:
+        except BaseException as error:
             for post in fresh:
                 self.pending.pop(post.id, None)
+            if isinstance(error, Unavailable):
+                self._metrics.rejected.labels(error.reason).inc(len(posts))
             raise
         finally:
             self._reserved -= len(fresh)
         self.requeue(fresh)
         self._metrics.accepted.inc(len(fresh))
+
+    async def recover(self, posts: Sequence[PostRecord]) -> None:
+        """Queue posts the journal kept from the last run, waiting for room as they flow."""
+        for post in posts:
+            self.pending[post.id] = post
+            await self.queue.put(_Queued(post, time.monotonic()))
+            self._metrics.queue_depth.set(self.queue.qsize())
 
     def requeue(self, posts: Sequence[PostRecord]) -> None:
         """Queue posts already journaled (also used by recovery at start-up)."""
@@ -282,20 +315,27 @@ class Pipeline:
         finally:
             self._slots.release()
 
-    async def _extract(self, posts: list[PostRecord], crashes: int = 0) -> list[ProcessedPost]:
+    async def _extract(
+        self, posts: list[PostRecord], crashes: int = 0, alone: bool = False
+    ) -> list[ProcessedPost]:
         """NER for `posts`; a batch that breaks the pool is split until the culprit is alone."""
+        items = [(post.publication, post.content) for post in posts]
         try:
-            result = await self.pool.run([(post.publication, post.content) for post in posts])
+            result = await self.pool.run(items, alone=alone)
         except BrokenProcessPool:
+            if not alone:
+                # Any batch in the pool when a worker died fails; only a run of its own
+                # tells whether this one did it (a worker killed from outside passes then).
+                return await self._extract(posts, crashes, alone=True)
             if len(posts) == 1:
                 if crashes + 1 >= POISON_CRASHES:
                     await self._set_aside(posts, "its worker process died each time it was run")
                     return []
-                return await self._extract(posts, crashes + 1)
+                return await self._extract(posts, crashes + 1, alone=True)
             middle = len(posts) // 2
             return [
-                *await self._extract(posts[:middle]),
-                *await self._extract(posts[middle:]),
+                *await self._extract(posts[:middle], alone=True),
+                *await self._extract(posts[middle:], alone=True),
             ]
         self._metrics.nlp_seconds.observe(result.nlp_seconds)
         return [

@@ -17,14 +17,18 @@ from entityflow import api
 from entityflow.config import Settings
 from entityflow.logs import LogRelay
 from entityflow.metrics import Metrics
+from entityflow.models import PostRecord
 from entityflow.notify import Notifier, forget_systemd, listen_sockets
 from entityflow.pipeline import Pipeline, WorkerPool
+from entityflow.spool import Spool
 from entityflow.stores.base import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).parent / "web"
 RELAY = web.AppKey("log_relay", LogRelay)
+JOURNAL = web.AppKey("journal", Spool)
+RECOVERED: web.AppKey[list[PostRecord]] = web.AppKey("recovered")
 
 
 def build_app(settings: Settings, store: Store | None = None) -> web.Application:
@@ -38,7 +42,7 @@ def build_app(settings: Settings, store: Store | None = None) -> web.Application
         settings.store_dsn, firestore_shards=settings.firestore_shards
     )
     # Teardown runs in reverse: the pipeline drains before the pool stops, the store closes last.
-    app.cleanup_ctx.extend([_log_relay, _store, _pipeline])
+    app.cleanup_ctx.extend([_log_relay, _store, _journal, _pipeline])
     app.router.add_post("/v1/posts", api.post_one)
     app.router.add_post("/v1/posts/batch", api.post_batch)
     app.router.add_get("/v1/posts/{id}", api.get_post)
@@ -75,6 +79,32 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     await store.close()
 
 
+async def _journal(app: web.Application) -> AsyncIterator[None]:
+    settings = app[api.SETTINGS]
+    if not settings.journal:
+        log.warning("journal off: a 202 does not survive a crash (ENTITYFLOW_JOURNAL=off)")
+        app[RECOVERED] = []
+        yield
+        return
+    spool = Spool(settings.journal_dir, metrics=app[api.METRICS])
+    posts = await spool.open()
+    # Posts stored just before the crash are finished; the rest go through again first.
+    stored = await app[api.STORE].stored_ids([post.id for post in posts]) if posts else set()
+    await spool.done(stored)
+    app[JOURNAL] = spool
+    app[RECOVERED] = [post for post in posts if post.id not in stored]
+    if posts:
+        log.info(
+            "journal: %d post(s) already stored, %d to process before new ones",
+            len(stored),
+            len(app[RECOVERED]),
+        )
+    try:
+        yield
+    finally:
+        await spool.close()
+
+
 async def _pipeline(app: web.Application) -> AsyncIterator[None]:
     settings = app[api.SETTINGS]
     metrics = app[api.METRICS]
@@ -83,9 +113,11 @@ async def _pipeline(app: web.Application) -> AsyncIterator[None]:
         "starting %d NLP worker(s): %s, %s pipeline", pool.size, settings.model, settings.pipeline
     )
     await pool.start()
-    pipeline = Pipeline(settings, app[api.STORE], metrics, pool)
+    pipeline = Pipeline(settings, app[api.STORE], metrics, pool, app.get(JOURNAL))
     app[api.PIPELINE] = pipeline
     await pipeline.start()
+    recovered: list[PostRecord] = app[RECOVERED]
+    await pipeline.recover(recovered)
     try:
         yield
     finally:

@@ -1,0 +1,443 @@
+"""The write-ahead journal: a post is on disk before its 202 leaves, and replayed after a crash.
+
+The journal is a directory of append-only segments (`00000001.seg`, ...). Each record is a
+header (payload length, CRC-32 of the payload) and an orjson payload: either one accepted post
+(`{"post": {...}}`) or ids that are finished (`{"done": [...]}`: stored, duplicate or set
+aside). One writer thread owns the files; every append that arrives while it writes or syncs
+is covered by its next single fsync (group commit), so the event loop never blocks on the disk
+and a burst of requests costs one sync, not one each.
+
+A segment is deleted once every post in it and in every older segment is finished; deleting
+only from the oldest end keeps the done records of a live segment meaningful. At start, all
+segments are read: a torn final record (power lost mid-write) is cut off and reported; a
+segment with a damaged record is renamed `*.corrupt` after the posts before the damage are
+copied into the new segment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import queue
+import struct
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from entityflow.metrics import Metrics
+from entityflow.models import PostRecord
+from entityflow.pipeline import Unavailable
+
+log = logging.getLogger(__name__)
+
+HEADER = struct.Struct("<II")  # payload length, CRC-32 of the payload
+SEGMENT_SUFFIX = ".seg"
+QUARANTINE_SUFFIX = ".corrupt"
+SEGMENT_BYTES = 32 * 1024 * 1024
+# No single record comes near this (a batch is ≤ 1000 posts of ≤ 8 MiB in all); a larger
+# length field can only be damage.
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+RETRY_AFTER = 5
+
+Writer = Callable[[int, memoryview], int]
+
+
+def encode_record(payload: Any) -> bytes:
+    """One journal record: header and orjson payload."""
+    data = orjson.dumps(payload)
+    return HEADER.pack(len(data), zlib.crc32(data)) + data
+
+
+@dataclass(slots=True)
+class SegmentScan:
+    """What reading one segment found."""
+
+    path: Path
+    records: list[dict[str, Any]] = field(default_factory=list)
+    good_bytes: int = 0
+    torn: bool = False
+    corrupt: str | None = None
+
+
+def scan_segment(path: Path) -> SegmentScan:
+    """Read every intact record of a segment; stop at a torn tail or a damaged record."""
+    data = path.read_bytes()
+    scan = SegmentScan(path)
+    offset = 0
+    while offset < len(data):
+        rest = data[offset:]
+        if not rest.strip(b"\0"):
+            # Zeros to the end: space the file system allocated but the write never filled.
+            scan.torn = True
+            break
+        if len(rest) < HEADER.size:
+            scan.torn = True
+            break
+        length, crc = HEADER.unpack_from(data, offset)
+        if length > MAX_RECORD_BYTES:
+            scan.corrupt = f"impossible record length {length} at byte {offset}"
+            break
+        end = offset + HEADER.size + length
+        if end > len(data):
+            scan.torn = True
+            break
+        payload = data[offset + HEADER.size : end]
+        if zlib.crc32(payload) != crc:
+            scan.corrupt = f"checksum mismatch in the record at byte {offset}"
+            break
+        try:
+            record = orjson.loads(payload)
+            if "post" in record:
+                record["post"] = PostRecord(**record["post"])
+            elif not isinstance(record.get("done"), list):
+                raise ValueError("neither a post nor done ids")
+        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as error:
+            scan.corrupt = f"unreadable record at byte {offset} ({error})"
+            break
+        scan.records.append(record)
+        offset = end
+    scan.good_bytes = offset
+    return scan
+
+
+@dataclass(slots=True)
+class _Append:
+    data: bytes
+    ids: tuple[str, ...]
+    future: asyncio.Future[None]
+
+
+@dataclass(slots=True)
+class _Done:
+    data: bytes
+
+
+@dataclass(slots=True)
+class _Delete:
+    numbers: tuple[int, ...]
+
+
+_STOP = object()
+
+
+class Spool:
+    """The journal of one data directory; `append` returns once the posts are fsynced."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        metrics: Metrics | None = None,
+        segment_bytes: int = SEGMENT_BYTES,
+        write: Writer = os.write,
+    ) -> None:
+        self.directory = directory
+        self._metrics = metrics
+        self._segment_bytes = segment_bytes
+        self._write = write
+        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Loop-side bookkeeping: which segment holds each unfinished post.
+        self._outstanding: dict[int, set[str]] = {}
+        self._where: dict[str, int] = {}
+        self._active = 0
+        # Writer-thread side.
+        self._fd = -1
+        self._number = 0
+        self._offset = 0
+        self._failing = False
+
+    @property
+    def unfinished(self) -> int:
+        return len(self._where)
+
+    def segments(self) -> list[Path]:
+        return sorted(self.directory.glob(f"*{SEGMENT_SUFFIX}"))
+
+    async def open(self) -> list[PostRecord]:
+        """Read what the last run left, start a fresh segment; the unfinished posts, in order."""
+        self._loop = asyncio.get_running_loop()
+        posts = await asyncio.to_thread(self._recover)
+        self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
+        self._thread.start()
+        return posts
+
+    async def append(self, posts: Sequence[PostRecord]) -> None:
+        """Journal `posts` durably; raise Unavailable if the disk refuses."""
+        assert self._loop is not None, "journal not open"
+        future: asyncio.Future[None] = self._loop.create_future()
+        data = b"".join(encode_record({"post": asdict(post)}) for post in posts)
+        self._requests.put(_Append(data, tuple(post.id for post in posts), future))
+        await future
+
+    async def done(self, ids: Iterable[str]) -> None:
+        """Mark posts finished; segments with nothing left unfinished are deleted."""
+        finished = []
+        for post_id in ids:
+            number = self._where.pop(post_id, None)
+            if number is not None:
+                self._outstanding[number].discard(post_id)
+                finished.append(post_id)
+        if finished:
+            self._requests.put(_Done(encode_record({"done": finished})))
+            self._collect()
+
+    async def close(self) -> None:
+        """Write what is queued and stop; with nothing unfinished, no segment is kept."""
+        if self._thread is None:
+            return
+        if not self._where:
+            self._requests.put(_Delete(tuple(self._outstanding)))
+        self._requests.put(_STOP)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    # Loop side.
+
+    def _collect(self) -> None:
+        """Delete the oldest segments while they are sealed and have nothing unfinished."""
+        doomed = []
+        for number in sorted(self._outstanding):
+            if number >= self._active or self._outstanding[number]:
+                break
+            del self._outstanding[number]
+            doomed.append(number)
+        if doomed:
+            self._requests.put(_Delete(tuple(doomed)))
+
+    def _acknowledge(self, request: _Append, number: int, error: OSError | None) -> None:
+        if request.future.done():  # the request was cancelled meanwhile
+            if error is None:
+                self._track(number, request.ids)
+            return
+        if error is not None:
+            if self._metrics is not None:
+                self._metrics.journal_errors.inc()
+            request.future.set_exception(
+                Unavailable(
+                    "journal_unavailable",
+                    f"the write-ahead journal cannot be written ({error.strerror or error});"
+                    " nothing was accepted; retry later",
+                    retry_after=RETRY_AFTER,
+                )
+            )
+            return
+        self._track(number, request.ids)
+        request.future.set_result(None)
+
+    def _track(self, number: int, ids: Iterable[str]) -> None:
+        segment = self._outstanding.setdefault(number, set())
+        for post_id in ids:
+            self._where[post_id] = number
+            segment.add(post_id)
+
+    def _sealed(self, number: int) -> None:
+        """The writer moved on to segment `number`; older ones take no more appends."""
+        self._outstanding.setdefault(number, set())
+        self._active = number
+        self._collect()
+
+    def _call(self, callback: Callable[..., None], *args: Any) -> None:
+        assert self._loop is not None
+        # A closed loop means nobody waits for the answer any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    # Writer-thread side.
+
+    def _path(self, number: int) -> Path:
+        return self.directory / f"{number:08d}{SEGMENT_SUFFIX}"
+
+    def _recover(self) -> list[PostRecord]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        live: dict[str, tuple[PostRecord, int]] = {}
+        corrupt: list[SegmentScan] = []
+        numbers = []
+        for path in self.segments():
+            number = int(path.stem)
+            numbers.append(number)
+            scan = scan_segment(path)
+            for record in scan.records:
+                if "post" in record:
+                    post = record["post"]
+                    live.pop(post.id, None)
+                    live[post.id] = (post, number)
+                else:
+                    for post_id in record["done"]:
+                        live.pop(post_id, None)
+            if scan.torn:
+                size = path.stat().st_size
+                log.warning(
+                    "journal: skipped a torn final record in %s (%d bytes after byte %d);"
+                    " it was never acknowledged",
+                    path.name,
+                    size - scan.good_bytes,
+                    scan.good_bytes,
+                )
+                os.truncate(path, scan.good_bytes)
+            if scan.corrupt is not None:
+                corrupt.append(scan)
+        self._number = max(numbers, default=0) + 1
+        self._open_segment()
+        self._active = self._number
+        corrupt_numbers = {int(scan.path.stem) for scan in corrupt}
+        # Posts of a damaged segment move to the new one, so the damaged file can be set aside.
+        rescued = [post for post, number in live.values() if number in corrupt_numbers]
+        if rescued:
+            data = b"".join(encode_record({"post": asdict(post)}) for post in rescued)
+            try:
+                self._write_all(data)
+                os.fsync(self._fd)
+                self._offset += len(data)
+            except OSError as error:
+                self._truncate(self._offset)
+                log.error("journal: damaged segment(s) kept in place, no room to move: %s", error)
+                corrupt, corrupt_numbers = [], set()
+        for scan in corrupt:
+            target = scan.path.with_suffix(QUARANTINE_SUFFIX)
+            scan.path.rename(target)
+            log.error(
+                "journal: quarantined %s as %s: %s; %d record(s) before the damage recovered,"
+                " the rest of the file skipped",
+                scan.path.name,
+                target.name,
+                scan.corrupt,
+                len(scan.records),
+            )
+        for post, number in live.values():
+            self._track(self._number if number in corrupt_numbers else number, (post.id,))
+        for number in numbers:
+            if number not in corrupt_numbers:
+                self._outstanding.setdefault(number, set())
+        self._outstanding.setdefault(self._number, set())
+        self._fsync_directory()
+        if live:
+            log.info("journal: %d unfinished post(s) recovered from %s", len(live), self.directory)
+        return [post for post, _ in live.values()]
+
+    def _open_segment(self) -> None:
+        self._fd = os.open(
+            self._path(self._number), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600
+        )
+        self._offset = os.fstat(self._fd).st_size
+
+    def _fsync_directory(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self._write(self._fd, view) :]
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch = [self._requests.get()]
+            while True:
+                try:
+                    batch.append(self._requests.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = any(item is _STOP for item in batch)
+            self._handle([item for item in batch if item is not _STOP])
+        os.close(self._fd)
+
+    def _handle(self, batch: list[Any]) -> None:
+        appends = [item for item in batch if isinstance(item, _Append)]
+        marks = [item for item in batch if isinstance(item, _Done)]
+        if appends or marks:
+            self._rotate_if_full()
+        synced = self._offset
+        written: list[_Append] = []
+        failed: list[tuple[_Append, OSError]] = []
+        items: list[_Done | _Append] = [*marks, *appends]
+        for item in items:
+            try:
+                self._write_all(item.data)
+                self._offset += len(item.data)
+                if isinstance(item, _Append):
+                    written.append(item)
+            except OSError as error:
+                # Cut off whatever part of the record reached the file: a half record would
+                # end recovery early and hide every record appended after it.
+                self._truncate(self._offset)
+                if isinstance(item, _Append):
+                    failed.append((item, error))
+                else:
+                    log.debug("journal: a done record was not written: %s", error)
+        if self._offset != synced:
+            try:
+                os.fsync(self._fd)
+            except OSError as sync_error:
+                self._truncate(synced)
+                failed.extend((item, sync_error) for item in written)
+                written = []
+        for item in written:
+            self._call(self._acknowledge, item, self._number, None)
+        for item, problem in failed:
+            self._call(self._acknowledge, item, self._number, problem)
+        self._report(failed, bool(written))
+        for item in batch:
+            if isinstance(item, _Delete):
+                self._delete(item.numbers)
+
+    def _report(self, failed: list[tuple[_Append, OSError]], succeeded: bool) -> None:
+        """Log when appends start failing and when they work again, not every failure."""
+        if failed and not self._failing:
+            self._failing = True
+            log.error(
+                "journal: cannot write to %s (%s); answering 503 until it can",
+                self.directory,
+                failed[0][1],
+            )
+        elif succeeded and not failed and self._failing:
+            self._failing = False
+            log.warning("journal: writable again; accepting posts")
+
+    def _truncate(self, size: int) -> None:
+        try:
+            os.ftruncate(self._fd, size)
+            self._offset = size
+        except OSError as error:
+            log.error("journal: could not cut %s back to %d bytes: %s", self._number, size, error)
+
+    def _rotate_if_full(self) -> None:
+        if self._offset < self._segment_bytes:
+            return
+        try:
+            fd = os.open(
+                self._path(self._number + 1),
+                os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                0o600,
+            )
+            self._fsync_directory()
+        except OSError as error:
+            log.warning("journal: could not start a new segment (%s); appending to the old", error)
+            return
+        os.close(self._fd)
+        self._fd = fd
+        self._number += 1
+        self._offset = 0
+        self._call(self._sealed, self._number)
+
+    def _delete(self, numbers: Iterable[int]) -> None:
+        for number in numbers:
+            path = self._path(number)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                log.warning("journal: could not delete %s: %s", path.name, error)
