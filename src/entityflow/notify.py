@@ -35,9 +35,6 @@ class Notifier:
         self.watchdog_interval = watchdog_usec / 2_000_000 if watchdog_usec else None
         self._socket: socket.socket | None = None
         self._warned = False
-        if address:
-            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self._socket.setblocking(False)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], pid: int | None = None) -> Notifier:
@@ -50,12 +47,16 @@ class Notifier:
 
     @property
     def enabled(self) -> bool:
-        return self._socket is not None
+        return bool(self.address)
 
     def send(self, **fields: str | int) -> bool:
         """Send one message of KEY=value lines (`READY=1` is `send(READY=1)`)."""
-        if self._socket is None or self.address is None:
+        if not self.address:
             return False
+        if self._socket is None:
+            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # A full receive queue drops a message rather than stalling the event loop.
+            self._socket.setblocking(False)
         message = "\n".join(f"{key}={value}" for key, value in fields.items())
         # A leading "@" names a socket in the abstract namespace.
         target = "\0" + self.address[1:] if self.address.startswith("@") else self.address
