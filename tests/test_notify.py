@@ -3,6 +3,8 @@ and socket activation of a real `entityflow serve`."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import signal
 import socket
@@ -11,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -98,11 +101,10 @@ def _get(url: str) -> int:
 
 
 def _post(url: str, articles: list[Article]) -> None:
-    body = "\n".join(
-        '{"id": %s, "publication": %s, "content": %s}'
-        % tuple(map(_json, (a.id, a.publication, a.content)))
+    body = b"\n".join(
+        json.dumps({"id": a.id, "publication": a.publication, "content": a.content}).encode()
         for a in articles
-    ).encode()
+    )
     request = urllib.request.Request(
         url + "/v1/posts/batch",
         data=body,
@@ -110,12 +112,6 @@ def _post(url: str, articles: list[Article]) -> None:
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         assert response.status == 202
-
-
-def _json(value: str) -> str:
-    import json
-
-    return json.dumps(value)
 
 
 def test_notifier_sends_to_a_path_socket(tmp_path: Path) -> None:
@@ -170,7 +166,7 @@ def test_ready_status_watchdog_stopping(
     first = notify_socket.wait_for(lambda m: "WATCHDOG" in m.fields, timeout=30).at
     time.sleep(7)
     pings = notify_socket.pings(first)
-    gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(pings)]
     assert len(pings) >= 3, pings
     assert all(0.9 * watchdog_usec / 2e6 < gap < watchdog_usec / 1e6 for gap in gaps), gaps
 
