@@ -124,7 +124,9 @@ class _Delete:
     numbers: tuple[int, ...]
 
 
-_STOP = object()
+@dataclass(slots=True)
+class _Stop:
+    forget: bool  # nothing is unfinished: no segment needs to stay
 
 
 class Spool:
@@ -194,9 +196,7 @@ class Spool:
         """Write what is queued and stop; with nothing unfinished, no segment is kept."""
         if self._thread is None:
             return
-        if not self._where:
-            self._requests.put(_Delete(tuple(self._outstanding)))
-        self._requests.put(_STOP)
+        self._requests.put(_Stop(forget=not self._where))
         await asyncio.to_thread(self._thread.join)
         self._thread = None
 
@@ -342,17 +342,19 @@ class Spool:
             view = view[self._write(self._fd, view) :]
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
+        stop: _Stop | None = None
+        while stop is None:
             batch = [self._requests.get()]
             while True:
                 try:
                     batch.append(self._requests.get_nowait())
                 except queue.Empty:
                     break
-            stopping = any(item is _STOP for item in batch)
-            self._handle([item for item in batch if item is not _STOP])
+            stop = next((item for item in batch if isinstance(item, _Stop)), None)
+            self._handle(batch)
         os.close(self._fd)
+        if stop.forget:
+            self._delete(int(path.stem) for path in self.segments())
 
     def _handle(self, batch: list[Any]) -> None:
         appends = [item for item in batch if isinstance(item, _Append)]

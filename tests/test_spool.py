@@ -1,0 +1,220 @@
+"""The write-ahead journal alone: group commit, recovery, torn and damaged records, full disk."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from entityflow.models import PostRecord
+from entityflow.pipeline import Unavailable
+from entityflow.spool import HEADER, QUARANTINE_SUFFIX, Spool, encode_record, scan_segment
+
+
+def make_posts(count: int, start: int = 0, size: int = 200) -> list[PostRecord]:
+    return [
+        PostRecord(
+            id=f"post-{number}",
+            publication="The Daily",
+            content=f"{number} " + "x" * size,
+            date="2017-03-01",
+        )
+        for number in range(start, start + count)
+    ]
+
+
+async def reopen(directory: Path, **options: Any) -> tuple[Spool, list[PostRecord]]:
+    spool = Spool(directory, **options)
+    return spool, await spool.open()
+
+
+async def test_recovery_returns_unfinished_posts_in_order(tmp_path: Path) -> None:
+    spool, recovered = await reopen(tmp_path)
+    assert recovered == []
+    posts = make_posts(30)
+    for start in range(0, 30, 10):
+        await spool.append(posts[start : start + 10])
+    await spool.done([post.id for post in posts[:12]])
+    await spool.close()
+
+    spool, recovered = await reopen(tmp_path)
+    assert recovered == posts[12:]
+    await spool.close()
+
+
+async def test_one_fsync_covers_appends_that_arrive_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    syncs = 0
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        nonlocal syncs
+        syncs += 1
+        real_fsync(fd)
+
+    spool, _ = await reopen(tmp_path)
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    posts = make_posts(200)
+    await asyncio.gather(*(spool.append([post]) for post in posts))
+    assert syncs < 50, f"{syncs} fsyncs for 200 concurrent appends: no group commit"
+    await spool.close()
+    monkeypatch.undo()
+    spool, recovered = await reopen(tmp_path)
+    assert sorted(p.id for p in recovered) == sorted(p.id for p in posts)
+    await spool.close()
+
+
+async def test_finished_segments_are_deleted(tmp_path: Path) -> None:
+    spool, _ = await reopen(tmp_path, segment_bytes=1000)
+    posts = make_posts(20)
+    for post in posts:
+        await spool.append([post])
+    assert len(spool.segments()) >= 5
+    await spool.done([post.id for post in posts[:10]])
+    await spool.append(make_posts(1, start=100))  # the writer rotates and reports it
+    await asyncio.sleep(0.1)
+    left = {record["post"].id for path in spool.segments() for record in _posts(path)}
+    assert {post.id for post in posts[10:]} <= left
+    assert not {post.id for post in posts[:9]} & left, "finished segments were kept"
+    await spool.done([post.id for post in posts[10:]] + ["post-100"])
+    await spool.close()
+    assert spool.segments() == [], "a clean stop with nothing unfinished keeps no segment"
+
+
+def _posts(path: Path) -> list[dict[str, Any]]:
+    return [record for record in scan_segment(path).records if "post" in record]
+
+
+async def test_torn_final_record_is_skipped_and_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool, _ = await reopen(tmp_path)
+    posts = make_posts(3)
+    for post in posts:
+        await spool.append([post])
+    await spool.close()
+    (segment,) = spool.segments()
+    size = segment.stat().st_size
+    os.truncate(segment, size - 25)  # power lost while the last record was being written
+
+    with caplog.at_level(logging.WARNING, logger="entityflow.spool"):
+        spool, recovered = await reopen(tmp_path)
+    assert recovered == posts[:2]
+    assert "torn final record" in caplog.text and segment.name in caplog.text
+    await spool.append(make_posts(1, start=3))
+    await spool.close()
+    spool, recovered = await reopen(tmp_path)
+    assert [p.id for p in recovered] == ["post-0", "post-1", "post-3"]
+    await spool.close()
+
+
+async def test_corrupt_segment_is_quarantined_and_the_rest_recovered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool, _ = await reopen(tmp_path, segment_bytes=1000)
+    posts = make_posts(8)
+    for post in posts:
+        await spool.append([post])
+    await spool.close()
+    first = spool.segments()[0]
+    records = scan_segment(first).records
+    assert len(records) >= 3
+    # Flip one byte inside the second record's payload.
+    second = len(encode_record({"post": _as_dict(records[0]["post"])}))
+    data = bytearray(first.read_bytes())
+    data[second + HEADER.size + 10] ^= 0xFF
+    first.write_bytes(bytes(data))
+    lost = {r["post"].id for r in records[1:]}
+
+    with caplog.at_level(logging.WARNING, logger="entityflow.spool"):
+        spool, recovered = await reopen(tmp_path, segment_bytes=1000)
+    assert [p.id for p in recovered] == [p.id for p in posts if p.id not in lost]
+    assert first.with_suffix(QUARANTINE_SUFFIX).exists() and not first.exists()
+    assert "quarantined" in caplog.text and "checksum mismatch" in caplog.text
+    await spool.close()
+    caplog.clear()
+    # The posts rescued from the damaged segment stay journaled for the next start.
+    spool, again = await reopen(tmp_path)
+    assert sorted(p.id for p in again) == sorted(p.id for p in recovered)
+    assert "quarantined" not in caplog.text
+    await spool.close()
+
+
+def _as_dict(post: PostRecord) -> dict[str, Any]:
+    return {name: getattr(post, name) for name in PostRecord.__slots__}
+
+
+async def test_failed_append_leaves_no_half_record(tmp_path: Path) -> None:
+    full = False
+
+    def write(fd: int, data: Any) -> int:
+        if full:
+            # Half the record reaches the file, then the disk is full.
+            os.write(fd, bytes(data[: len(data) // 2]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(fd, data)
+
+    spool, _ = await reopen(tmp_path, write=write)
+    await spool.append(make_posts(2))
+    full = True
+    with pytest.raises(Unavailable) as refused:
+        await spool.append(make_posts(2, start=2))
+    assert refused.value.reason == "journal_unavailable"
+    assert "No space left on device" in str(refused.value)
+    full = False
+    await spool.append(make_posts(2, start=4))
+    await spool.close()
+    spool, recovered = await reopen(tmp_path)
+    assert [p.id for p in recovered] == ["post-0", "post-1", "post-4", "post-5"]
+    await spool.close()
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs: a real disk that fills up (needs root; skipped elsewhere)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def test_full_disk_refuses_then_recovers(tiny_fs: Path) -> None:
+    filler = tiny_fs / "filler"
+    filler.write_bytes(b"x" * 800_000)
+    spool, _ = await reopen(tiny_fs / "journal")
+    accepted: list[PostRecord] = []
+    number = 0
+    with pytest.raises(Unavailable) as refused:
+        while True:
+            batch = make_posts(10, start=number, size=4000)
+            await spool.append(batch)
+            accepted.extend(batch)
+            number += 10
+    assert "No space left on device" in str(refused.value)
+    assert accepted, "nothing fit on the disk at all"
+    with pytest.raises(Unavailable):  # still full: the failed append took no space
+        await spool.append(make_posts(10, start=number, size=4000))
+    filler.unlink()  # space returns
+    late = make_posts(20, start=20_000, size=4000)
+    await spool.append(late)
+    await spool.close()
+    spool, recovered = await reopen(tiny_fs / "journal")
+    assert [p.id for p in recovered] == [p.id for p in [*accepted, *late]]
+    await spool.close()
