@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from entityflow.entities import ALL_LABELS, DEFAULT_LABELS
+from entityflow.stores.base import parse_dsn
 
 KEY_FILE = "api-key"
 
@@ -69,6 +70,13 @@ class Settings(BaseSettings):
         if not labels:
             raise ValueError("at least one label is needed")
         return frozenset(labels)
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_dsn(value)
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import click
+import pytest
+
+from entityflow.cli import main
+from entityflow.config import Settings, ensure_api_key, load_settings
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    missing = [
+        f"ENTITYFLOW_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`ENTITYFLOW_{name.upper()}`" not in README
+    ]
+    assert not missing, f"add these to README.md's Settings table: {missing}"
+
+
+def test_every_cli_option_has_an_environment_variable() -> None:
+    # Settings options name their ENTITYFLOW_* variable; the rest get click's automatic
+    # ENTITYFLOW_<COMMAND>_<OPTION> through the group's auto_envvar_prefix.
+    assert main.context_settings["auto_envvar_prefix"] == "ENTITYFLOW"
+    for name, command in main.commands.items():
+        for param in command.params:
+            if isinstance(param, click.Option) and param.envvar:
+                assert str(param.envvar).startswith("ENTITYFLOW_"), (name, param.name)
+
+
+def test_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ENTITYFLOW_PORT", "9000")
+    monkeypatch.setenv("ENTITYFLOW_WORKERS", "3")
+    settings = load_settings(port=9100, workers=None, data_dir=tmp_path)
+    assert (settings.port, settings.worker_count) == (9100, 3)
+    assert settings.store_dsn == f"sqlite:///{tmp_path}/entityflow.db"
+
+
+def test_api_keys_never_show_in_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENTITYFLOW_API_KEYS", "alpha-secret, beta-secret")
+    settings = Settings()
+    assert [key.get_secret_value() for key in settings.api_keys] == ["alpha-secret", "beta-secret"]
+    assert "secret" not in repr(settings) and "secret" not in str(settings.model_dump())
+
+
+def test_a_created_key_is_kept_private_and_reused(tmp_path: Path) -> None:
+    settings, created = ensure_api_key(Settings(data_dir=tmp_path))
+    assert created and settings.api_keys[0].get_secret_value() == created
+    assert (tmp_path / "api-key").stat().st_mode & 0o777 == 0o600
+    again, created_again = ensure_api_key(Settings(data_dir=tmp_path))
+    assert created_again is None
+    assert again.api_keys[0].get_secret_value() == created
