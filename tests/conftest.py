@@ -27,6 +27,9 @@ from entityflow.server import build_app
 from entityflow.stores.base import Store
 from tests.oracle import Expected, expected_counts
 
+# The Firestore emulator fixtures (`firestore`, `firestore_emulator`).
+pytest_plugins = ["tests.firestore_emulator"]
+
 API_KEY = "test-key-0123456789"
 ROOT = Path(__file__).parent.parent
 
@@ -131,7 +134,9 @@ class ServeProcess:
         return self.process.wait(timeout)
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 120) -> None:
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 120
+) -> None:
     import urllib.error
     import urllib.request
 
