@@ -98,4 +98,3 @@ def expected_counts(articles: Iterable[Article], pipeline: str = "fast") -> Expe
         dates={a.id: a.date for a in articles},
         publication_of={a.id: a.publication for a in articles},
     )
-

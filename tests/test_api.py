@@ -22,7 +22,9 @@ async def expect_error(response: Any, status: int, code: str, mentions: str = ""
         assert response.content_type == "application/json"
         error = (await response.json())["error"]
         assert error["code"] == code
-        assert mentions.lower() in (error["message"] + orjson.dumps(error["details"]).decode()).lower()
+        assert (
+            mentions.lower() in (error["message"] + orjson.dumps(error["details"]).decode()).lower()
+        )
         return error
 
 
@@ -34,7 +36,8 @@ async def test_malformed_json(service: ServiceFactory) -> None:
         response = await svc.post("/v1/posts", data=b'{"publication": "BBC",', headers=_json())
         await expect_error(response, 400, "malformed_json", "not valid JSON")
         response = await svc.post(
-            "/v1/posts/batch", data=b'{"publication": "x", "content": "y"}\n{oops\n',
+            "/v1/posts/batch",
+            data=b'{"publication": "x", "content": "y"}\n{oops\n',
             headers={"Content-Type": "application/x-ndjson"},
         )
         await expect_error(response, 400, "malformed_json", "line 2")
@@ -121,7 +124,9 @@ async def test_a_posts_date_is_the_utc_date(
 async def test_batch_names_each_bad_item_and_accepts_none(service: ServiceFactory) -> None:
     async with service() as svc:
         batch = [GOOD, {"publication": "BBC"}, {**GOOD, "id": "bad id"}, "not an object"]
-        error = await expect_error(await svc.post("/v1/posts/batch", batch), 422, "validation_error")
+        error = await expect_error(
+            await svc.post("/v1/posts/batch", batch), 422, "validation_error"
+        )
         assert [(d["index"], d["field"]) for d in error["details"]] == [
             (1, "content"),
             (2, "id"),
@@ -133,7 +138,9 @@ async def test_batch_names_each_bad_item_and_accepts_none(service: ServiceFactor
         too_many = [GOOD] * 1001
         await expect_error(await svc.post("/v1/posts/batch", too_many), 422, "batch_too_large")
         await expect_error(await svc.post("/v1/posts/batch", []), 422, "validation_error", "empty")
-        await expect_error(await svc.post("/v1/posts/batch", GOOD), 422, "validation_error", "array")
+        await expect_error(
+            await svc.post("/v1/posts/batch", GOOD), 422, "validation_error", "array"
+        )
 
 
 async def test_ndjson_batch(service: ServiceFactory) -> None:
@@ -147,10 +154,12 @@ async def test_ndjson_batch(service: ServiceFactory) -> None:
 
 
 async def test_unknown_fields_are_ignored(service: ServiceFactory) -> None:
-    async with service() as svc:
-        async with await svc.post("/v1/posts", {**GOOD, "id": "u1", "extra": {"a": 1}}) as r:
-            assert r.status == 202
-            assert await r.json() == {"id": "u1", "status": "accepted"}
+    async with (
+        service() as svc,
+        await svc.post("/v1/posts", {**GOOD, "id": "u1", "extra": {"a": 1}}) as response,
+    ):
+        assert response.status == 202
+        assert await response.json() == {"id": "u1", "status": "accepted"}
 
 
 # Auth
@@ -169,9 +178,11 @@ async def test_wrong_key(service: ServiceFactory) -> None:
 
 
 async def test_any_configured_key_works(service: ServiceFactory) -> None:
-    async with service(api_keys=f"other-key,{API_KEY}") as svc:
-        async with await svc.post("/v1/posts", GOOD) as response:
-            assert response.status == 202
+    async with (
+        service(api_keys=f"other-key,{API_KEY}") as svc,
+        await svc.post("/v1/posts", GOOD) as response,
+    ):
+        assert response.status == 202
 
 
 async def test_reads_open_unless_protected(service: ServiceFactory) -> None:
@@ -230,7 +241,9 @@ async def test_draining_service_answers_503(service: ServiceFactory) -> None:
 # Queries on known data, written straight into the store
 
 
-def _post(post_id: str, publication: str, day: str, *entities: tuple[str, str, int]) -> ProcessedPost:
+def _post(
+    post_id: str, publication: str, day: str, *entities: tuple[str, str, int]
+) -> ProcessedPost:
     return ProcessedPost(
         PostRecord(id=post_id, publication=publication, content="-", date=day),
         tuple(EntityCount(label, key, key.title(), count) for label, key, count in entities),
@@ -251,7 +264,11 @@ async def known(svc: Service) -> None:
 
 
 async def top(svc: Service, **params: Any) -> list[tuple[str, int, int]]:
-    query = [(k, v) for k, value in params.items() for v in (value if isinstance(value, list) else [value])]
+    query = [
+        (k, v)
+        for k, value in params.items()
+        for v in (value if isinstance(value, list) else [value])
+    ]
     data = await svc.get_json("/v1/entities", params=query)
     return [(e["key"], e["posts"], e["mentions"]) for e in data["entities"]]
 
@@ -284,10 +301,18 @@ async def test_top_entities_sort_and_limit(service: ServiceFactory) -> None:
 async def test_top_entities_filters(service: ServiceFactory) -> None:
     async with service() as svc:
         await known(svc)
-        assert await top(svc, publication="CNN") == [("fbi", 2, 8), ("trump", 1, 2), ("london", 1, 1)]
+        assert await top(svc, publication="CNN") == [
+            ("fbi", 2, 8),
+            ("trump", 1, 2),
+            ("london", 1, 1),
+        ]
         assert await top(svc, publication=["CNN", "BBC"]) == await top(svc)
         assert await top(svc, label="PERSON") == [("trump", 3, 8), ("may", 2, 3)]
-        assert await top(svc, label=["person", "ORG"]) == [("trump", 3, 8), ("fbi", 2, 8), ("may", 2, 3)]
+        assert await top(svc, label=["person", "ORG"]) == [
+            ("trump", 3, 8),
+            ("fbi", 2, 8),
+            ("may", 2, 3),
+        ]
         assert await top(svc, since="2017-03-02", until="2017-03-31") == [
             ("may", 2, 3),
             ("london", 1, 1),
@@ -458,7 +483,8 @@ async def test_openapi_document_lists_every_route(service: ServiceFactory) -> No
         routes = {
             (route.method.lower(), route.resource.canonical)
             for route in svc.app.router.routes()
-            if route.resource is not None and route.resource.canonical.startswith(("/v1/", "/healthz", "/readyz"))
+            if route.resource is not None
+            and route.resource.canonical.startswith(("/v1/", "/healthz", "/readyz"))
             and route.method != "HEAD"
         }
         documented = {(method, path) for path, ops in document["paths"].items() for method in ops}

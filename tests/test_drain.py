@@ -17,7 +17,9 @@ from tests.oracle import Expected
 pytestmark = pytest.mark.slow
 
 
-async def stored_counts(process: ServeProcess, ids: list[str]) -> dict[str, dict[tuple[str, str], int]]:
+async def stored_counts(
+    process: ServeProcess, ids: list[str]
+) -> dict[str, dict[tuple[str, str], int]]:
     store = SQLiteStore(process.data_dir / "entityflow.db")
     await store.open()
     try:

@@ -48,7 +48,9 @@ class ApiError(Exception):
         self.details, self.headers = details, headers
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type=JSON, headers=headers)
 
 
@@ -102,7 +104,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 SETTINGS = web.AppKey("settings", Settings)
 PIPELINE = web.AppKey("pipeline", Pipeline)
-STORE = web.AppKey("store", Store)  # type: ignore[type-abstract]
+STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", Metrics)
 
 
@@ -174,7 +176,9 @@ async def post_batch(request: web.Request) -> web.Response:
         # The whole batch is refused, so every post of it counts as rejected.
         request.app[METRICS].rejected.labels("invalid").inc(len(items))
         raise ApiError(
-            422, "validation_error", f"{bad} of {len(items)} posts are invalid; none accepted",
+            422,
+            "validation_error",
+            f"{bad} of {len(items)} posts are invalid; none accepted",
             problems,
         )
     await request.app[PIPELINE].accept(records)

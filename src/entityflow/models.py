@@ -12,7 +12,6 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    Field,
     StringConstraints,
 )
 
@@ -62,7 +61,7 @@ PostId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 class PostIn(BaseModel):
     """A post as a client sends it. `content`'s upper bound is checked by the caller's context."""
 
-    model_config = ConfigDict(extra="ignore", str_strict=True)
+    model_config = ConfigDict(extra="ignore")
 
     publication: Publication
     content: Annotated[str, AfterValidator(_not_blank)]

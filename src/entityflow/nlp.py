@@ -11,8 +11,8 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from multiprocessing.queues import Queue
+from pathlib import Path
 from typing import Any
 
 from entityflow.entities import count_entities, normalise
@@ -106,9 +106,7 @@ def extract(items: Sequence[tuple[str, str]]) -> BatchResult:
         docs = _nlp.pipe(text for _, text in items)
         for (publication, _), doc in zip(items, docs, strict=True):
             ignore = (
-                frozenset({normalise(publication)})
-                if _config.ignore_self_mentions
-                else frozenset()
+                frozenset({normalise(publication)}) if _config.ignore_self_mentions else frozenset()
             )
             spans = [(ent.text, ent.label_) for ent in doc.ents]
             results.append(tuple(count_entities(spans, _config.labels, ignore)))

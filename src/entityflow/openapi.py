@@ -83,7 +83,7 @@ def document(settings: Settings) -> dict[str, Any]:
             "mentions": {"type": "integer"},
         },
     }
-    security = [{"apiKey": []}]
+    security: list[dict[str, list[str]]] = [{"apiKey": []}]
     read_security = security if settings.protect_reads else []
     read_errors = _errors(401, 422, 503) if settings.protect_reads else _errors(422, 503)
     return {
@@ -250,7 +250,9 @@ def document(settings: Settings) -> dict[str, Any]:
                             {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20},
                             "How many entities.",
                         ),
-                        _query("sort", {"enum": ["posts", "mentions"]}, "Rank by posts or mentions."),
+                        _query(
+                            "sort", {"enum": ["posts", "mentions"]}, "Rank by posts or mentions."
+                        ),
                         _query("format", {"enum": ["json", "csv"]}, "csv for a CSV download."),
                     ],
                     "responses": {
@@ -279,7 +281,9 @@ def document(settings: Settings) -> dict[str, Any]:
                     "security": read_security,
                     "parameters": [
                         _query("label", _LABEL, "Entity label.", required=True),
-                        _query("key", {"type": "string", "minLength": 1}, "Entity key.", required=True),
+                        _query(
+                            "key", {"type": "string", "minLength": 1}, "Entity key.", required=True
+                        ),
                         _PUBLICATIONS,
                         _query("interval", {"enum": ["day", "week", "month"]}, "Bucket size."),
                         _SINCE,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -367,7 +368,7 @@ class Pipeline:
 
 
 def _as_dict(post: PostRecord) -> dict[str, Any]:
-    return {name: getattr(post, name) for name in post.__slots__}  # type: ignore[attr-defined]
+    return dataclasses.asdict(post)
 
 
 def _append(path: Any, data: bytes) -> None:

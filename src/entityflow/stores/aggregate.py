@@ -32,7 +32,9 @@ class Increments:
             summary[1] = min(str(summary[1]), post.date)
             summary[2] = max(str(summary[2]), post.date)
         for entity in processed.entities:
-            day = self.daily.setdefault((post.publication, entity.label, entity.key, post.date), [0, 0])
+            day = self.daily.setdefault(
+                (post.publication, entity.label, entity.key, post.date), [0, 0]
+            )
             day[0] += 1
             day[1] += entity.count
             total = self.totals.setdefault((post.publication, entity.label, entity.key), [0, 0])

@@ -78,16 +78,16 @@ def parse_dsn(dsn: str) -> tuple[str, dict[str, str]]:
         return "sqlite", {"path": path}
     if parts.scheme == "firestore":
         if not parts.netloc:
-            raise ValueError(f"firestore DSN needs a project: firestore://PROJECT[/DATABASE]: {dsn}")
+            raise ValueError(
+                f"firestore DSN needs a project: firestore://PROJECT[/DATABASE]: {dsn}"
+            )
         return "firestore", {
             "project": parts.netloc,
             "database": parts.path.strip("/") or "(default)",
         }
     if parts.scheme == "memory":
         return "memory", {}
-    raise ValueError(
-        f"unknown store {dsn!r}: use sqlite:///PATH or firestore://PROJECT[/DATABASE]"
-    )
+    raise ValueError(f"unknown store {dsn!r}: use sqlite:///PATH or firestore://PROJECT[/DATABASE]")
 
 
 def open_store(dsn: str, *, firestore_shards: int = 8) -> Store:

@@ -48,7 +48,9 @@ class MemoryStore:
                 fresh[post.id] = processed
         for post_id, processed in fresh.items():
             post = processed.post
-            self.posts[post_id] = StoredPost(post.id, post.publication, post.date, processed.entities)
+            self.posts[post_id] = StoredPost(
+                post.id, post.publication, post.date, processed.entities
+            )
             self.counts.add(processed)
         return WriteResult(stored=tuple(fresh), duplicates=tuple(duplicates))
 

@@ -68,7 +68,8 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 _ADD_COUNTS = (
-    " ON CONFLICT DO UPDATE SET posts = posts + excluded.posts, mentions = mentions + excluded.mentions"
+    " ON CONFLICT DO UPDATE SET"
+    " posts = posts + excluded.posts, mentions = mentions + excluded.mentions"
 )
 _TRANSIENT_MESSAGES = ("database is locked", "database is busy", "disk i/o error")
 
