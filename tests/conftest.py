@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from blockbuster import blockbuster_ctx
 
 from entityflow import api
 from entityflow.config import Settings
@@ -106,7 +107,9 @@ def service(tmp_path: Path) -> ServiceFactory:
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         async with aiohttp.ClientSession() as http:
             try:
-                yield Service(f"http://127.0.0.1:{port}", app, http)
+                # While the test runs, a blocking call on the event loop fails it.
+                with blockbuster_ctx():
+                    yield Service(f"http://127.0.0.1:{port}", app, http)
             finally:
                 await runner.cleanup()
 
