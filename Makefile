@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint format bench clean
+.PHONY: install run test test-fast lint format bench clean install-service
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ format: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+# As root, on the VM: a venv in /opt/entityflow and the systemd unit (docs/operations.md).
+install-service:
+	scripts/install-service.sh
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache src/*.egg-info
