@@ -4,6 +4,7 @@ on, and MemoryDenyWriteExecute= checked by running the real service under the sa
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -119,11 +120,16 @@ def test_service_settings_the_design_relies_on() -> None:
     assert socket_unit["ListenStream"] == ["127.0.0.1:8080"]
 
 
-# What systemd's MemoryDenyWriteExecute=yes installs (src/shared/seccomp-util.c,
-# seccomp_memory_deny_write_execute): EPERM for a mapping both writable and executable, for
-# making any mapping executable after the fact, and for executable shared memory. Loaded at
-# interpreter start through sitecustomize, it binds the process and every child it starts.
-MDWE_FILTER = """
+# The seccomp filters the unit's sandbox installs, rebuilt with libseccomp so the real service
+# can run under them without systemd:
+# - MemoryDenyWriteExecute=yes (src/shared/seccomp-util.c, seccomp_memory_deny_write_execute):
+#   EPERM for a mapping both writable and executable, for making a mapping executable after
+#   the fact and for executable shared memory;
+# - SystemCallFilter=@system-service, ~@privileged @resources, SystemCallErrorNumber=EPERM:
+#   an allow list, every other system call fails with EPERM;
+# - RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6: socket() of another family fails.
+# Loaded at interpreter start through sitecustomize, they bind the process and its children.
+SANDBOX = """
 import ctypes, errno
 
 class _Cmp(ctypes.Structure):
@@ -137,44 +143,91 @@ _lib.seccomp_rule_add_array.argtypes = [
     ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_Cmp)]
 _lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
 _lib.seccomp_load.argtypes = [ctypes.c_void_p]
-_ALLOW, _EPERM, _MASKED_EQ = 0x7FFF0000, 0x00050000 | errno.EPERM, 7
+_ALLOW = 0x7FFF0000
+_EPERM, _EAFNOSUPPORT = 0x00050000 | errno.EPERM, 0x00050000 | errno.EAFNOSUPPORT
+_EQ, _GT, _MASKED_EQ = 4, 6, 7
 _WRITE, _EXEC, _SHM_EXEC = 0x2, 0x4, 0o100000
-_ctx = _lib.seccomp_init(_ALLOW)
+
+def _rule(ctx, action, name, *cmps):
+    nr = _lib.seccomp_syscall_resolve_name(name.encode())
+    if nr < 0:
+        return  # not a system call on this architecture
+    array = (_Cmp * max(1, len(cmps)))(*cmps)
+    assert _lib.seccomp_rule_add_array(ctx, action, nr, len(cmps), array) == 0, name
+
+_mdwe = _lib.seccomp_init(_ALLOW)
 for _name, _mask in (("mmap", _WRITE | _EXEC), ("mprotect", _EXEC),
                      ("pkey_mprotect", _EXEC), ("shmat", _SHM_EXEC)):
-    _cmp = _Cmp(2, _MASKED_EQ, _mask, _mask)
-    _nr = _lib.seccomp_syscall_resolve_name(_name.encode())
-    assert _lib.seccomp_rule_add_array(_ctx, _EPERM, _nr, 1, ctypes.byref(_cmp)) == 0
-assert _lib.seccomp_load(_ctx) == 0
+    _rule(_mdwe, _EPERM, _name, _Cmp(2, _MASKED_EQ, _mask, _mask))
+assert _lib.seccomp_load(_mdwe) == 0
+
+_families = _lib.seccomp_init(_ALLOW)
+for _family in (0, 3, 4, 5, 6, 7, 8, 9):
+    _rule(_families, _EAFNOSUPPORT, "socket", _Cmp(0, _EQ, _family, 0))
+_rule(_families, _EAFNOSUPPORT, "socket", _Cmp(0, _GT, 10, 0))
+assert _lib.seccomp_load(_families) == 0
+
+_allowed = _lib.seccomp_init(_EPERM)
+for _name in ALLOWED:
+    _rule(_allowed, _ALLOW, _name)
+assert _lib.seccomp_load(_allowed) == 0
 """
 
 
-def _seccomp_available() -> bool:
-    import ctypes.util
-
-    return ctypes.util.find_library("seccomp") is not None
+def _syscalls(group: str) -> set[str]:
+    """The system calls of a systemd group, nested groups expanded."""
+    listing = subprocess.run(
+        ["systemd-analyze", "syscall-filter", group], capture_output=True, text=True, check=True
+    ).stdout.splitlines()[1:]
+    names: set[str] = set()
+    for line in (line.strip() for line in listing):
+        if line.startswith("@"):
+            names |= _syscalls(line)
+        elif line and not line.startswith("#"):
+            names.add(line)
+    return names
 
 
 @pytest.fixture
-def mdwe_path(tmp_path: Path) -> Path:
-    if not _seccomp_available():
-        pytest.skip("libseccomp missing (it comes with systemd)")
-    site = tmp_path / "mdwe"
+def sandbox_path(tmp_path: Path) -> Path:
+    """A directory for PYTHONPATH whose sitecustomize puts Python under the unit's filters."""
+    import ctypes.util
+
+    if ctypes.util.find_library("seccomp") is None or shutil.which("systemd-analyze") is None:
+        pytest.skip("libseccomp or systemd-analyze missing (scripts/install-test-deps.sh)")
+    unit = unit_settings(UNITS / "entityflow.service")
+    assert unit["SystemCallFilter"] == ["@system-service", "~@privileged @resources"]
+    assert unit["SystemCallErrorNumber"] == ["EPERM"]
+    allowed = _syscalls("@system-service") - _syscalls("@privileged") - _syscalls("@resources")
+    site = tmp_path / "sandbox"
     site.mkdir()
-    (site / "sitecustomize.py").write_text(MDWE_FILTER)
+    (site / "sitecustomize.py").write_text(f"ALLOWED = {sorted(allowed)!r}\n{SANDBOX}")
     return site
 
 
-def test_the_filter_refuses_writable_executable_memory(mdwe_path: Path) -> None:
-    probe = (
-        "import mmap\nmmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n"
-    )
+@pytest.mark.parametrize(
+    ("probe", "error"),
+    [
+        (
+            "import mmap\n"
+            "mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)",
+            "PermissionError",
+        ),
+        ("import os\nos.chroot('/')", "PermissionError"),  # @privileged
+        ("import os\nos.setpriority(os.PRIO_PROCESS, 0, 5)", "PermissionError"),  # @resources
+        ("import socket\nsocket.socket(socket.AF_NETLINK, socket.SOCK_RAW)", "Address family"),
+    ],
+)
+def test_the_sandbox_refuses_what_the_unit_forbids(
+    sandbox_path: Path, probe: str, error: str
+) -> None:
     refused = subprocess.run(
-        [sys.executable, "-c", probe], env={"PYTHONPATH": str(mdwe_path)}, capture_output=True
+        [sys.executable, "-c", probe], env={"PYTHONPATH": str(sandbox_path)}, capture_output=True
     )
-    assert refused.returncode != 0 and b"PermissionError" in refused.stderr
-    allowed = subprocess.run([sys.executable, "-c", probe], capture_output=True)
-    assert allowed.returncode == 0, allowed.stderr
+    assert refused.returncode != 0 and error in refused.stderr.decode(), refused.stderr
+    if os.geteuid() == 0:  # outside the sandbox, root may do each of them
+        outside = subprocess.run([sys.executable, "-c", probe], capture_output=True)
+        assert outside.returncode == 0, outside.stderr
 
 
 def _descendants(pid: int) -> list[int]:
@@ -199,11 +252,12 @@ def _seccomp_mode(pid: int) -> str:
 
 
 @pytest.mark.slow
-def test_service_runs_under_memory_deny_write_execute(
-    serve_process: Callable[..., ServeProcess], mdwe_path: Path, articles: list[Article]
+def test_service_runs_in_the_units_sandbox(
+    serve_process: Callable[..., ServeProcess], sandbox_path: Path, articles: list[Article]
 ) -> None:
-    """spaCy, thinc, numpy, uvloop, aiohttp and SQLite need no writable+executable memory."""
-    server = serve_process(PYTHONPATH=str(mdwe_path))
+    """spaCy, thinc, numpy, uvloop, aiohttp and SQLite need no writable+executable memory, no
+    system call outside @system-service's allowed part, no other address family."""
+    server = serve_process(PYTHONPATH=str(sandbox_path))
     family = [server.process.pid, *_descendants(server.process.pid)]
     assert len(family) >= 3, family  # serve, the forkserver, a worker
     assert {_seccomp_mode(pid) for pid in family} == {"2"}  # every one filtered
