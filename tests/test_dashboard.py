@@ -1,0 +1,573 @@
+"""The dashboard in real headless Chromium against a real server seeded with real news.
+
+One server and one browser serve the whole module; each test opens its own browser context
+and checks at the end that the page logged no console error and asked nothing of any host
+but 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from playwright.async_api import Browser, Download, Page, async_playwright
+
+from entityflow.dataset import Article, articles
+from entityflow.server import build_app
+from tests.conftest import API_KEY, Service, ServiceFactory, make_settings
+
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+
+ROOT = Path(__file__).parent.parent
+SHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+PER_PUBLICATION = 14
+
+
+def spread_articles() -> list[Article]:
+    """14 articles per publication spread evenly over Feb–Mar 2017, so timelines have shape."""
+    by_publication: dict[str, list[Article]] = {}
+    for article in articles():
+        if "2017-02-06" <= article.date <= "2017-03-30":
+            by_publication.setdefault(article.publication, []).append(article)
+    chosen: list[Article] = []
+    for name in sorted(by_publication):
+        items = sorted(by_publication[name], key=lambda a: (a.date, a.id))
+        step = (len(items) - 1) / (PER_PUBLICATION - 1)
+        chosen += [items[round(i * step)] for i in range(PER_PUBLICATION)]
+    return chosen
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def seeded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Service]:
+    """A real service on 127.0.0.1 holding 126 real articles from nine publications."""
+    app = build_app(make_settings(tmp_path_factory.mktemp("dashboard")))
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    async with aiohttp.ClientSession() as http:
+        svc = Service(f"http://127.0.0.1:{port}", app, http)
+        posts = [article.as_post() for article in spread_articles()]
+        async with await svc.post("/v1/posts/batch", posts) as response:
+            assert response.status == 202, await response.text()
+        await svc.wait_processed(timeout=240)
+        try:
+            yield svc
+        finally:
+            await runner.cleanup()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()
+
+
+@dataclass
+class Tab:
+    """A page plus what it did: console errors and every URL it asked for."""
+
+    page: Page
+    errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+    def assert_clean(self, *, console: bool = True) -> None:
+        foreign = [url for url in self.requests if not _local(url)]
+        assert not foreign, f"requests left 127.0.0.1: {foreign}"
+        assert self.requests, "the page made no requests at all"
+        if console:
+            assert not self.errors, f"console errors: {self.errors}"
+
+
+def _local(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("blob", "data") or parts.hostname == "127.0.0.1"
+
+
+OpenTab = Callable[..., Awaitable[Tab]]
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def open_tab(browser: Browser) -> AsyncIterator[OpenTab]:
+    """`await open_tab(url)`: a fresh context (own sessionStorage) at desktop size."""
+    contexts = []
+
+    async def start(url: str, viewport: dict[str, int] = DESKTOP) -> Tab:
+        context = await browser.new_context(
+            viewport=viewport,  # type: ignore[arg-type]
+            locale="en-US",
+            timezone_id="UTC",
+            accept_downloads=True,
+            reduced_motion="reduce",
+        )
+        contexts.append(context)
+        page = await context.new_page()
+        page.set_default_timeout(30_000)
+        tab = Tab(page)
+        page.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda error: tab.errors.append(str(error)))
+        context.on("request", lambda request: tab.requests.append(request.url))
+        await page.goto(url)
+        await settled(page)
+        return tab
+
+    yield start
+    for context in contexts:
+        await context.close()
+
+
+async def settled(page: Page) -> None:
+    """Until the view has rendered and nothing is loading."""
+    await page.wait_for_function(
+        "() => !document.querySelector('[aria-busy]')"
+        " && document.querySelector('#view > .view, #view > .notice')"
+    )
+
+
+async def changed(page: Page, action: Awaitable[Any], **query: list[str]) -> None:
+    """Run a UI action, then wait for the URL to show `query` and the results to settle."""
+    await action
+
+    def wanted(url: str) -> bool:
+        got = parse_qs(urlsplit(url).query)
+        return all(got.get(name, []) == values for name, values in query.items())
+
+    await page.wait_for_url(wanted)
+    await settled(page)
+
+
+async def bars(page: Page, selector: str = ".results .bars li") -> list[dict[str, Any]]:
+    return await page.eval_on_selector_all(  # type: ignore[no-any-return]
+        selector,
+        """items => items.map(li => ({
+            text: li.querySelector('.name').textContent,
+            label: li.dataset.label,
+            key: li.dataset.key,
+            posts: Number(li.querySelector('data.posts').value),
+            mentions: Number(li.querySelector('data.mentions').value),
+            shown: li.querySelector('.value').textContent,
+        }))""",
+    )
+
+
+async def download(page: Page, button: str) -> str:
+    async with page.expect_download() as info:
+        await page.get_by_role("button", name=button).click()
+    return await _read(await info.value)
+
+
+async def _read(done: Download) -> str:
+    path = await done.path()
+    return (await asyncio.to_thread(Path(path).read_bytes)).decode("utf-8")
+
+
+def rows_of(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def api_entities(entities: list[dict[str, Any]]) -> list[tuple[str, str, str, int, int]]:
+    return [(e["text"], e["label"], e["key"], e["posts"], e["mentions"]) for e in entities]
+
+
+async def screenshots(page: Page, name: str) -> None:
+    """The view at laptop and phone width, into docs/screenshots/."""
+    # Files are written off the event loop: the `service` fixture fails blocking calls.
+    await asyncio.to_thread(SHOTS.mkdir, parents=True, exist_ok=True)
+    await page.set_viewport_size(DESKTOP)  # type: ignore[arg-type]
+    desktop = await page.screenshot()
+    await asyncio.to_thread((SHOTS / f"{name}-desktop.png").write_bytes, desktop)
+    await page.set_viewport_size(PHONE)  # type: ignore[arg-type]
+    phone = await page.screenshot()
+    await asyncio.to_thread((SHOTS / f"{name}-phone.png").write_bytes, phone)
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"{name} scrolls sideways on a phone ({width}px wide)"
+    await page.set_viewport_size(DESKTOP)  # type: ignore[arg-type]
+
+
+# The views
+
+
+async def test_overview_shows_the_api_numbers(seeded: Service, open_tab: OpenTab) -> None:
+    tab = await open_tab(seeded.url + "/")
+    page = tab.page
+    publications = await seeded.get_json("/v1/publications")
+    assert len(publications) == 9
+    shown = await page.eval_on_selector_all(
+        "table.publications tbody tr",
+        """rows => rows.map(r => [r.dataset.name, Number(r.querySelector('data.posts').value),
+            ...[...r.querySelectorAll('time')].map(t => t.dateTime)])""",
+    )
+    assert shown == [[p["name"], p["posts"], p["first_date"], p["last_date"]] for p in publications]
+    total = sum(p["posts"] for p in publications)
+    assert f"{total} posts from 9 publications" in await page.locator(".view-head").inner_text()
+
+    top = (await seeded.get_json("/v1/entities", params={"limit": "20"}))["entities"]
+    drawn = await bars(page, ".view-overview .bars li")
+    assert [(d["text"], d["label"], d["key"], d["posts"], d["mentions"]) for d in drawn] == (
+        api_entities(top)
+    )
+    # Numbers read as people write them: the formatted count, then the word.
+    assert drawn[0]["shown"].startswith(f"{top[0]['posts']:,} posts · {top[0]['mentions']:,}")
+
+    pubs_csv = rows_of(await download(page, "Download publications CSV"))
+    assert pubs_csv[0] == ["name", "posts", "first_date", "last_date"]
+    assert pubs_csv[1:] == [[str(v) for v in row] for row in shown]
+    entities_csv = await download(page, "Download entities CSV")
+    async with await seeded.get("/v1/entities", params={"limit": "20", "format": "csv"}) as r:
+        assert entities_csv == await r.text()
+    await screenshots(page, "overview")
+    tab.assert_clean()
+
+
+async def test_publication_view_filters_csv_and_bookmark(
+    seeded: Service, open_tab: OpenTab
+) -> None:
+    tab = await open_tab(seeded.url + "/?view=publication&publication=CNN")
+    page = tab.page
+    assert await page.locator("h1").inner_text() == "CNN"
+
+    async def matches_api(**query: str | list[str]) -> list[dict[str, Any]]:
+        params = [("publication", "CNN")] + [
+            (name, value)
+            for name, values in query.items()
+            for value in (values if isinstance(values, list) else [values])
+        ]
+        want = (await seeded.get_json("/v1/entities", params=params))["entities"]
+        drawn = await bars(page)
+        assert [(d["text"], d["label"], d["key"], d["posts"], d["mentions"]) for d in drawn] == (
+            api_entities(want)
+        )
+        return drawn
+
+    everything = await matches_api()
+    assert len(everything) == 20
+    assert {d["label"] for d in everything} != {"PERSON"}
+
+    await changed(page, page.get_by_label("People", exact=True).check(), label=["PERSON"])
+    people = await matches_api(label="PERSON")
+    assert people and {d["label"] for d in people} == {"PERSON"}
+
+    await changed(
+        page, page.get_by_label("Organisations", exact=True).check(), label=["PERSON", "ORG"]
+    )
+    await changed(page, page.get_by_label("Mentions", exact=True).check(), sort=["mentions"])
+    await page.get_by_label("How many", exact=True).fill("7")
+    await changed(page, page.get_by_label("How many", exact=True).press("Enter"), limit=["7"])
+    await page.get_by_label("From", exact=True).fill("2017-03-01")
+    await changed(
+        page, page.get_by_label("From", exact=True).dispatch_event("change"), since=["2017-03-01"]
+    )
+    chosen = await matches_api(
+        label=["PERSON", "ORG"], sort="mentions", limit="7", since="2017-03-01"
+    )
+    assert len(chosen) == 7
+    assert [d["mentions"] for d in chosen] == sorted((d["mentions"] for d in chosen), reverse=True)
+    assert chosen != people[:7]
+
+    # The CSV is what is on screen, byte for byte what the API's own CSV says.
+    text = await download(page, "Download CSV")
+    query = "publication=CNN&label=PERSON&label=ORG&sort=mentions&limit=7&since=2017-03-01"
+    async with await seeded.get(f"/v1/entities?{query}&format=csv") as response:
+        assert text == await response.text()
+    assert [row[2] for row in rows_of(text)[1:]] == [d["key"] for d in chosen]
+    await screenshots(page, "publication")
+
+    # The bookmark restores the view: same controls, same rows.
+    bookmark = page.url
+    again = await open_tab(bookmark)
+    assert await again.page.get_by_label("People", exact=True).is_checked()
+    assert await again.page.get_by_label("Organisations", exact=True).is_checked()
+    assert not await again.page.get_by_label("Events", exact=True).is_checked()
+    assert await again.page.get_by_label("Mentions", exact=True).is_checked()
+    assert await again.page.get_by_label("How many", exact=True).input_value() == "7"
+    assert await again.page.get_by_label("From", exact=True).input_value() == "2017-03-01"
+    assert await bars(again.page) == chosen
+
+    # A filter that matches nothing says so.
+    await page.get_by_label("From", exact=True).fill("2016-01-01")
+    await page.get_by_label("To", exact=True).fill("2016-01-31")
+    await changed(
+        page, page.get_by_label("To", exact=True).dispatch_event("change"), until=["2016-01-31"]
+    )
+    assert await page.locator(".results .bars").count() == 0
+    await page.get_by_text("Nothing matches these filters").wait_for()
+    tab.assert_clean()
+    again.assert_clean()
+
+
+def compare_expected(
+    names: list[str], posts: dict[str, int], lists: dict[str, list[dict[str, Any]]], limit: int
+) -> tuple[list[tuple[str, list[str]]], dict[str, list[tuple[str, str, str]]]]:
+    """The compare view's two rankings, computed here independently from the API's answers."""
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    texts: dict[tuple[str, str], str] = {}
+    for name in names:
+        for e in lists[name]:
+            counts.setdefault((e["label"], e["key"]), {})[name] = e["posts"]
+            texts.setdefault((e["label"], e["key"]), e["text"])
+
+    def share(entity: tuple[str, str], name: str) -> float:
+        return counts[entity].get(name, 0) / posts[name]
+
+    shared = sorted(
+        (e for e in counts if all(counts[e].get(n, 0) > 0 for n in names)),
+        key=lambda e: (-min(share(e, n) for n in names), texts[e]),
+    )[:limit]
+    shared_rows = [(e[1], [f"{100 * share(e, n):.1f}" for n in names]) for e in shared]
+    distinctive = {}
+    for name in names:
+        others = [n for n in names if n != name]
+
+        def lift(e: tuple[str, str], name: str = name, others: list[str] = others) -> float:
+            return share(e, name) - sum(share(e, n) for n in others) / len(others)
+
+        ranked = sorted(
+            (e for e in counts if counts[e].get(name, 0) > 0 and lift(e) > 0),
+            key=lambda e: (-lift(e), -share(e, name), texts[e]),
+        )[:limit]
+        distinctive[name] = [
+            (e[1], f"{100 * share(e, name):.1f}", f"{100 * lift(e):.1f}") for e in ranked
+        ]
+    return shared_rows, distinctive
+
+
+async def test_compare_shared_and_distinctive(seeded: Service, open_tab: OpenTab) -> None:
+    tab = await open_tab(seeded.url + "/?view=compare&publication=BBC&publication=TASS")
+    page = tab.page
+    publications = {p["name"]: p["posts"] for p in await seeded.get_json("/v1/publications")}
+    assert "minus the mean share in the others" in await page.locator(".view-head").inner_text()
+
+    async def shown_matches(names: list[str], limit: int = 10) -> list[list[str]]:
+        lists = {
+            name: (
+                await seeded.get_json("/v1/entities", params={"publication": name, "limit": "1000"})
+            )["entities"]
+            for name in names
+        }
+        shared, distinctive = compare_expected(names, publications, lists, limit)
+        assert shared, "real news from two publications shares some entities"
+        on_screen_shared = await page.eval_on_selector_all(
+            "table.shared tbody tr",
+            "rows => rows.map(r => [r.dataset.key,"
+            " [...r.querySelectorAll('data.share')].map(d => d.value)])",
+        )
+        assert [tuple(row) for row in on_screen_shared] == shared
+        headers = await page.locator("table.shared thead th").all_inner_texts()
+        assert headers == ["Entity", *names]
+        for name in names:
+            section = page.locator(f'section.distinctive[data-publication="{name}"]')
+            on_screen = await section.locator("li").evaluate_all(
+                "items => items.map(li => [li.dataset.key, li.querySelector('data.share').value])"
+            )
+            assert on_screen == [[key, share] for key, share, _ in distinctive[name]]
+        text = await download(page, "Download CSV")
+        table = rows_of(text)
+        assert table[0][:3] == ["section", "publication", "text"]
+        csv_shared = [row for row in table[1:] if row[0] == "shared"]
+        assert [row[7] for row in csv_shared] == [s for _, shares in shared for s in shares]
+        for name in names:
+            got = [(r[4], r[7], r[9]) for r in table[1:] if r[:2] == ["distinctive", name]]
+            assert got == distinctive[name]
+        return table
+
+    two = await shown_matches(["BBC", "TASS"])
+    await changed(
+        page,
+        page.get_by_role("checkbox", name="CNN").check(),
+        publication=["BBC", "CNN", "TASS"],
+    )
+    three = await shown_matches(["BBC", "CNN", "TASS"])
+    assert three != two
+    assert await page.locator("section.distinctive").count() == 3
+    await screenshots(page, "compare")
+
+    again = await open_tab(page.url)
+    assert await again.page.get_by_role("checkbox", name="CNN").is_checked()
+    assert await again.page.locator("section.distinctive").count() == 3
+    assert (
+        await again.page.locator("table.shared").inner_text()
+        == await page.locator("table.shared").inner_text()
+    )
+
+    # One publication is not a comparison: the page says what it needs.
+    await page.get_by_role("checkbox", name="CNN").uncheck()
+    await changed(page, page.get_by_role("checkbox", name="TASS").uncheck(), publication=["BBC"])
+    await page.get_by_text("Pick two to four publications").wait_for()
+    tab.assert_clean()
+    again.assert_clean()
+
+
+async def test_entity_timeline(seeded: Service, open_tab: OpenTab) -> None:
+    entity = (await seeded.get_json("/v1/entities", params={"label": "PERSON", "limit": "1"}))[
+        "entities"
+    ][0]
+    url = f"{seeded.url}/?view=entity&label=PERSON&key={entity['key']}"
+    tab = await open_tab(url)
+    page = tab.page
+    assert await page.locator("h1").inner_text() == entity["text"]
+
+    async def matches_api(interval: str, measure: str = "posts") -> list[list[str]]:
+        body = await seeded.get_json(
+            "/v1/entities/timeline",
+            params={"label": "PERSON", "key": entity["key"], "interval": interval},
+        )
+        series = [s for s in body["series"] if s["points"]]
+        totals = await page.eval_on_selector_all(
+            ".multiples li",
+            "items => items.map(li => [li.dataset.publication,"
+            " Number(li.querySelector('data.total').value)])",
+        )
+        assert totals == [[s["publication"], sum(p[measure] for p in s["points"])] for s in series]
+        bars_drawn = await page.locator(".multiples li").first.locator("rect").count()
+        assert bars_drawn == len(series[0]["points"])
+        text = await download(page, "Download CSV")
+        table = rows_of(text)
+        assert table[0] == [f"{interval}_starting", *(s["publication"] for s in series)]
+        assert table[1:] == [
+            [point["date"], *(str(s["points"][i][measure]) for s in series)]
+            for i, point in enumerate(series[0]["points"])
+        ]
+        await page.get_by_text("The numbers as a table").click()
+        shown = await page.locator("table.timeline tbody tr").evaluate_all(
+            "rows => rows.map(r => [r.querySelector('time').dateTime,"
+            " ...[...r.querySelectorAll('data')].map(d => d.value)])"
+        )
+        assert shown == table[1:]
+        return table
+
+    weekly = await matches_api("week")
+    assert entity["posts"] == sum(int(v) for row in weekly[1:] for v in row[1:])
+    await changed(page, page.get_by_label("Month", exact=True).check(), interval=["month"])
+    monthly = await matches_api("month")
+    assert len(monthly) < len(weekly)
+    await changed(page, page.get_by_label("Mentions", exact=True).check(), sort=["mentions"])
+    await matches_api("month", "mentions")
+    await screenshots(page, "entity")
+
+    again = await open_tab(page.url)
+    assert await again.page.get_by_label("Month", exact=True).is_checked()
+    assert (
+        await again.page.locator(".multiples").inner_text()
+        == await page.locator(".multiples").inner_text()
+    )
+
+    # Typing another name shows that entity.
+    await page.get_by_label("Name", exact=True).fill("Nobody Atall")
+    await changed(page, page.get_by_label("Name", exact=True).press("Enter"), key=["nobody atall"])
+    await page.get_by_text("No mentions").first.wait_for()
+    tab.assert_clean()
+    again.assert_clean()
+
+
+async def test_keyboard_only_walk(seeded: Service, open_tab: OpenTab) -> None:
+    tab = await open_tab(seeded.url + "/")
+    page = tab.page
+    keys = page.keyboard
+
+    async def tab_to(describe: str) -> None:
+        """Press Tab until the focused element matches a JS predicate on `el`."""
+        for _ in range(120):
+            await keys.press("Tab")
+            if await page.evaluate(f"(el => {describe})(document.activeElement)"):
+                return
+        raise AssertionError(f"Tab never reached {describe}")
+
+    await tab_to("el.tagName === 'A' && el.textContent === 'CNN'")
+    await changed(page, keys.press("Enter"), view=["publication"], publication=["CNN"])
+    assert await page.evaluate("document.activeElement.tagName") == "H1"
+
+    await tab_to("el.type === 'checkbox' && el.value === 'PERSON'")
+    await changed(page, keys.press("Space"), label=["PERSON"])
+    first = (await bars(page))[0]
+    assert first["label"] == "PERSON"
+
+    await tab_to("el.matches('.results .bars li:first-child a')")
+    await changed(page, keys.press("Enter"), view=["entity"], key=[first["key"]])
+    assert await page.locator("h1").inner_text() == first["text"]
+
+    await tab_to("el.type === 'radio' && el.name === 'interval'")
+    await changed(page, keys.press("ArrowRight"), interval=["month"])
+
+    await tab_to("el.tagName === 'BUTTON' && el.textContent === 'Download CSV'")
+    async with page.expect_download() as info:
+        await keys.press("Enter")
+    assert (await _read(await info.value)).startswith("month_starting,")
+
+    tab.assert_clean()
+
+
+# Empty, down and protected
+
+
+async def test_empty_service_then_service_down(service: ServiceFactory, open_tab: OpenTab) -> None:
+    async with service() as svc:
+        tab = await open_tab(svc.url + "/")
+        page = tab.page
+        await page.get_by_text("No posts yet").wait_for()
+        await page.get_by_role("link", name="Compare", exact=True).click()
+        await settled(page)
+        await page.get_by_text("No posts yet").wait_for()
+        await screenshots(page, "empty")
+    # The server is gone; the page, already loaded, says so plainly.
+    await page.get_by_role("link", name="Entity", exact=True).click()
+    await settled(page)
+    alert = page.get_by_role("alert")
+    assert "Cannot reach the service" in await alert.inner_text()
+    assert "not answering" in await alert.inner_text()
+    tab.assert_clean(console=False)  # the refused connection is logged by Chromium itself
+
+
+async def test_protected_reads_ask_for_the_key_once_per_tab(
+    service: ServiceFactory, open_tab: OpenTab
+) -> None:
+    async with service(protect_reads=True) as svc:
+        async with await svc.get("/v1/publications") as response:
+            assert response.status == 401
+        tab = await open_tab(svc.url + "/?view=publication")
+        page = tab.page
+        await page.get_by_label("API key", exact=True).fill("not-the-key")
+        await page.get_by_label("API key", exact=True).press("Enter")
+        await page.get_by_text("That API key was not accepted").wait_for()
+        await screenshots(page, "api-key")
+        await page.get_by_label("API key", exact=True).fill(API_KEY)
+        await page.get_by_role("button", name="Continue").click()
+        await page.get_by_text("No posts yet").wait_for()
+        assert await page.evaluate("sessionStorage.getItem('entityflow.apiKey')") == API_KEY
+        assert await page.evaluate("localStorage.length") == 0
+
+        # Asked once: other views in this tab read with the kept key.
+        await page.get_by_role("link", name="Overview", exact=True).click()
+        await settled(page)
+        await page.get_by_text("No posts yet").wait_for()
+        assert await page.get_by_label("API key", exact=True).count() == 0
+
+        # A new tab (a new session) asks again.
+        other = await tab.page.context.new_page()
+        await other.goto(svc.url + "/")
+        await other.get_by_label("API key", exact=True).wait_for()
+        tab.assert_clean(console=False)  # Chromium logs each 401 answer as an error
