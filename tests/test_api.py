@@ -384,6 +384,20 @@ async def test_timeline(service: ServiceFactory) -> None:
                 ],
             }
         ]
+        end_of_time = await svc.get_json(
+            "/v1/entities/timeline",
+            params={"label": "PERSON", "key": "x", "interval": "month", "since": "9999-11-20"},
+        )
+        assert end_of_time["series"] == []
+        last_months = await svc.get_json(
+            "/v1/entities/timeline",
+            params=[("label", "PERSON"), ("key", "x"), ("interval", "month"),
+                    ("publication", "BBC"), ("since", "9999-11-20"), ("until", "9999-12-31")],
+        )  # fmt: skip
+        assert [p["date"] for p in last_months["series"][0]["points"]] == [
+            "9999-11-01",
+            "9999-12-01",
+        ]
         daily = await svc.get_json(
             "/v1/entities/timeline", params={"label": "ORG", "key": "fbi", "until": "2017-03-02"}
         )
@@ -424,6 +438,11 @@ async def test_publications(service: ServiceFactory) -> None:
         ("/v1/entities/timeline", {"key": "trump"}, "label"),
         ("/v1/entities/timeline", {"label": "PERSON"}, "key"),
         ("/v1/entities/timeline", {"label": "PERSON", "key": "x", "interval": "year"}, "interval"),
+        (
+            "/v1/entities/timeline",
+            {"label": "PERSON", "key": "x", "since": "0001-01-01", "until": "9999-12-31"},
+            "interval",
+        ),
     ],
 )
 async def test_bad_query_parameters(

@@ -7,7 +7,7 @@ import csv
 import hmac
 import io
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,8 @@ from entityflow.stores.base import Store, StoreError
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
+# Most points a timeline series may have (ten years of days).
+MAX_POINTS = 3660
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -333,7 +335,7 @@ async def timeline(request: web.Request) -> web.Response:
         counts[1] += row.mentions
     first = query.since or (min(r.date for r in rows) if rows else None)
     last = query.until or (max(r.date for r in rows) if rows else None)
-    axis = list(bucket_range(first, last, interval)) if first and last else []
+    axis = _axis(first, last, interval)
     names = query.publications or tuple(sorted(buckets))
     series = [
         {
@@ -362,17 +364,35 @@ def bucket_start(day: date, interval: str) -> date:
     return day
 
 
-def bucket_range(first: str, last: str, interval: str) -> Iterable[str]:
+def bucket_range(first: str, last: str, interval: str) -> Iterator[str]:
     current = bucket_start(date.fromisoformat(first), interval)
     end = date.fromisoformat(last)
     while current <= end:
         yield current.isoformat()
-        if interval == "day":
-            current += timedelta(days=1)
-        elif interval == "week":
-            current += timedelta(weeks=1)
-        else:
-            current = (current.replace(day=28) + timedelta(days=4)).replace(day=1)
+        try:
+            if interval == "day":
+                current += timedelta(days=1)
+            elif interval == "week":
+                current += timedelta(weeks=1)
+            else:
+                current = (current.replace(day=28) + timedelta(days=4)).replace(day=1)
+        except OverflowError:  # past 9999-12-31
+            return
+
+
+def _axis(first: str | None, last: str | None, interval: str) -> list[str]:
+    """Every bucket from `first` to `last`, refusing ranges too long to answer quickly."""
+    if not first or not last:
+        return []
+    days = (date.fromisoformat(last) - date.fromisoformat(first)).days
+    buckets = days // {"day": 1, "week": 7, "month": 28}[interval]
+    if buckets > MAX_POINTS:
+        raise _bad_param(
+            "interval",
+            f"gives more than {MAX_POINTS} {interval}s from {first} to {last}:"
+            " narrow since/until or choose a longer interval",
+        )
+    return list(bucket_range(first, last, interval))
 
 
 def _only(params: Any, allowed: set[str]) -> None:
