@@ -136,7 +136,7 @@ def check(**flags: Any) -> None:
 
 
 @main.command()
-@click.argument("dataset", type=click.Path(path_type=Path))
+@click.argument("dataset", type=click.Path(path_type=Path, readable=False))
 @click.option("--url", envvar="ENTITYFLOW_URL", help="The service [http://HOST:PORT of serve].")
 @click.option("--api-key", envvar="ENTITYFLOW_API_KEY", help="[the key serve keeps].")
 @click.option("--batch-size", envvar="ENTITYFLOW_REPLAY_BATCH_SIZE", type=click.IntRange(1, 1000),

@@ -375,11 +375,12 @@ class _Reader:
             except _TooLongError:
                 start = lines.record_start
                 lines.skip_record()
+                limit = self.options.max_body_bytes
                 yield (
                     start,
                     (
-                        f"the record is longer than {self.options.max_body_bytes} bytes, the largest "
-                        "body the service takes (ENTITYFLOW_MAX_BODY_BYTES)"
+                        f"the record is longer than {limit} bytes, the largest body the service "
+                        "takes (ENTITYFLOW_MAX_BODY_BYTES)"
                     ),
                 )
                 continue
@@ -388,6 +389,11 @@ class _Reader:
 
     def _header(self) -> _Layout:
         for line, header in self.records:
+            if any(not _is_text(text) for _, text, _ in self.lines.record):
+                raise ReplayError(
+                    f"{self.options.path} is not a UTF-8 CSV file (compressed? unpack it first)",
+                    USAGE,
+                )
             if isinstance(header, str):
                 raise ReplayError(f"{self.options.path}:{line}: the header is {header}", USAGE)
             return _Layout(header, self.options.columns, self.options.publication)
@@ -447,6 +453,14 @@ class _Reader:
                 f"{self.options.max_content_chars} characters, not {len(checked.content)}"
             )
         return _Item(line, body)
+
+
+def _is_text(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def _opened(path: Path) -> IO[bytes]:
