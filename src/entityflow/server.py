@@ -181,6 +181,11 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = 
 
 # How often STATUS= is refreshed at most, in seconds.
 STATUS_PERIOD = 5.0
+# How often a drain's progress is checked, and how much more stop time each step asks for.
+DRAIN_TICK = 1.0
+DRAIN_EXTEND = 5.0
+# Without a watchdog, a store call this long is still reported as a stall in STATUS=.
+STALL_AFTER = 30.0
 
 
 def _status(pipeline: Pipeline, rate: float) -> str:
@@ -220,12 +225,12 @@ async def _monitor(pipeline: Pipeline, notifier: Notifier) -> None:
         now = time.monotonic()
         rate = (pipeline.processed_total - processed) / (now - at)
         processed, at = pipeline.processed_total, now
-        reason = pipeline.stalled(interval) if interval else None
+        reason = pipeline.stalled(interval or STALL_AFTER)
         if reason != stalled:
             if reason:
-                log.error("watchdog: not pinging systemd: %s", reason)
+                log.error("pipeline stalled, no watchdog pings until it moves: %s", reason)
             else:
-                log.info("watchdog: the pipeline makes progress again")
+                log.info("pipeline makes progress again")
             stalled = reason
         notifier.status(f"stalled: {reason}" if reason else _status(pipeline, rate))
         tick += 1
@@ -242,9 +247,9 @@ async def _drain(pipeline: Pipeline, notifier: Notifier, timeout: float) -> bool
     drain = asyncio.create_task(pipeline.drain(timeout))
     left = len(pipeline.pending)
     while not drain.done():
-        await asyncio.wait([drain], timeout=STATUS_PERIOD)
+        await asyncio.wait([drain], timeout=DRAIN_TICK)
         now_left = len(pipeline.pending)
         if now_left < left:
-            notifier.extend_timeout(3 * STATUS_PERIOD, f"draining: {now_left} posts left")
+            notifier.extend_timeout(DRAIN_EXTEND, f"draining: {now_left} posts left")
         left = now_left
     return drain.result()
