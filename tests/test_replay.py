@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -308,6 +309,7 @@ class Sink:
     posts: list[dict[str, Any]]
     script: list[tuple[int, dict[str, str]]]
     requests: int = 0
+    on_batch: Callable[[], None] = lambda: None
 
 
 @asynccontextmanager
@@ -322,6 +324,7 @@ async def sink(script: list[tuple[int, dict[str, str]]] | None = None) -> AsyncI
             status, headers = state.script.pop(0)
             error = {"error": {"code": "queue_full", "message": "busy", "details": None}}
             return web.json_response(error, status=status, headers=headers)
+        state.on_batch()
         posts = await request.json()
         received.extend(posts)
         return web.json_response({"accepted": len(posts), "ids": []}, status=202)
@@ -381,6 +384,22 @@ async def test_honours_retry_after_and_keeps_going_after_429_and_503(tmp_path: P
     assert service.requests == 3
     # Not a speed check: Retry-After: 1 is a floor the client must not go under.
     assert waited >= 1.0
+
+
+async def test_rate_spaces_the_batches(tmp_path: Path) -> None:
+    path = tmp_path / "paced.csv"
+    path.write_text("publication,content\n" + "BBC,text\n" * 12, encoding="utf-8")
+    arrivals: list[float] = []
+    async with sink() as service:
+        service.on_batch = lambda: arrivals.append(time.monotonic())
+        options = ReplayOptions(
+            path, url=service.url, api_key=API_KEY, batch_size=4, concurrency=3, rate=40
+        )
+        summary = await replay(options, io.StringIO())
+    assert (summary.accepted, len(arrivals)) == (12, 3)
+    # Not a speed check: 4 posts at 40 posts/s is a 0.1 s floor between batches.
+    gaps = [later - earlier for earlier, later in pairwise(arrivals)]
+    assert all(gap >= 0.09 for gap in gaps), gaps
 
 
 # 5. Mistakes: one clear line each, and a non-zero exit

@@ -395,7 +395,7 @@ class _Reader:
                     USAGE,
                 )
             if isinstance(header, str):
-                raise ReplayError(f"{self.options.path}:{line}: the header is {header}", USAGE)
+                raise ReplayError(f"{self.options.path}:{line}: bad header: {header}", USAGE)
             return _Layout(header, self.options.columns, self.options.publication)
         raise ReplayError(f"{self.options.path} is empty; expected a header line", USAGE)
 
