@@ -113,6 +113,15 @@ if [ ! -x "$opt/venv/bin/python" ]; then
   say "creating the venv in $opt/venv"
   "$python" -m venv "$opt/venv"
 fi
+if [ "$source_spec" = "$here" ]; then
+  # Build from a clean copy: an in-tree build would reuse build/ and could ship stale files.
+  build="$(mktemp -d)"
+  trap 'rm -rf "$build"' EXIT
+  cp -r "$here/pyproject.toml" "$here/README.md" "$here/src" "$build/"
+  for license in "$here"/LICENSE*; do [ ! -e "$license" ] || cp "$license" "$build/"; done
+  rm -rf "$build"/src/*.egg-info
+  source_spec="$build"
+fi
 # shellcheck disable=SC2086  # pip_args is a list of words
 "$opt/venv/bin/pip" install --quiet --disable-pip-version-check --upgrade $pip_args "$source_spec"
 [ -x "$opt/venv/bin/entityflow" ] || die "pip did not install the entityflow command"
