@@ -13,6 +13,7 @@ import asyncio
 import csv
 import os
 import random
+import shutil
 import sys
 import time
 from collections import deque
@@ -493,7 +494,9 @@ class _Console:
 
     def show(self, text: str) -> None:
         if self.progress:
-            self.stream.write(f"\r{text}\x1b[K")
+            # A line longer than the terminal wraps, and "\r" would only rewrite its end.
+            width = shutil.get_terminal_size().columns - 1
+            self.stream.write(f"\r{text[:width]}\x1b[K")
             self.stream.flush()
             self.showing = True
 
@@ -539,6 +542,16 @@ def retry_after(value: str | None) -> float | None:
         except (TypeError, ValueError):
             return None
     return min(max(seconds, 0.0), 120.0)
+
+
+def _why(error: BaseException) -> str:
+    """A network error in a few words ("Connection refused", not the whole repr)."""
+    cause = error.os_error if isinstance(error, aiohttp.ClientConnectorError) else error
+    if isinstance(cause, OSError) and cause.errno and cause.errno > 0:
+        return os.strerror(cause.errno)
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    return str(error) or type(error).__name__
 
 
 def _error_of(payload: bytes) -> tuple[str, str, Any]:
@@ -634,8 +647,7 @@ class _Replay:
                     payload = await response.read()
                     wait = retry_after(response.headers.get("Retry-After"))
             except (aiohttp.ClientError, TimeoutError, OSError) as error:
-                reason = str(error) or type(error).__name__
-                self._stalled(f"cannot reach {self.options.url}: {reason}", UNREACHABLE)
+                self._stalled(f"cannot reach {self.options.url}: {_why(error)}", UNREACHABLE)
                 self.summary.retries += 1
                 attempt += 1
                 await asyncio.sleep(backoff(attempt))
