@@ -129,8 +129,8 @@ async def open_tab(browser: Browser) -> AsyncIterator[OpenTab]:
         page = await context.new_page()
         page.set_default_timeout(30_000)
         tab = Tab(page)
-        page.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda error: tab.errors.append(str(error)))
+        context.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
+        context.on("weberror", lambda error: tab.errors.append(str(error.error)))
         context.on("request", lambda request: tab.requests.append(request.url))
         await page.goto(url)
         await settled(page)
@@ -195,18 +195,21 @@ def api_entities(entities: list[dict[str, Any]]) -> list[tuple[str, str, str, in
 
 
 async def screenshots(page: Page, name: str) -> None:
-    """The view at laptop and phone width, into docs/screenshots/."""
+    """The view at laptop width, and loaded afresh at phone width, into docs/screenshots/."""
     # Files are written off the event loop: the `service` fixture fails blocking calls.
     await asyncio.to_thread(SHOTS.mkdir, parents=True, exist_ok=True)
-    await page.set_viewport_size(DESKTOP)  # type: ignore[arg-type]
+    await page.evaluate("window.scrollTo(0, 0)")
     desktop = await page.screenshot()
     await asyncio.to_thread((SHOTS / f"{name}-desktop.png").write_bytes, desktop)
-    await page.set_viewport_size(PHONE)  # type: ignore[arg-type]
-    phone = await page.screenshot()
-    await asyncio.to_thread((SHOTS / f"{name}-phone.png").write_bytes, phone)
-    width = await page.evaluate("document.documentElement.scrollWidth")
+    phone = await page.context.new_page()
+    await phone.set_viewport_size(PHONE)  # type: ignore[arg-type]
+    await phone.goto(page.url)
+    await settled(phone)
+    width = await phone.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"{name} scrolls sideways on a phone ({width}px wide)"
-    await page.set_viewport_size(DESKTOP)  # type: ignore[arg-type]
+    shot = await phone.screenshot()
+    await asyncio.to_thread((SHOTS / f"{name}-phone.png").write_bytes, shot)
+    await phone.close()
 
 
 # The views

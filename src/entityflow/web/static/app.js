@@ -44,6 +44,8 @@ function h(tag, attrs, ...children) {
     if (value === false || value === null || value === undefined) continue;
     if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
     else if (name === "class") node.className = value;
+    // Through the CSSOM: the page's CSP allows no inline style attributes.
+    else if (name === "style") node.style.cssText = value;
     else node.setAttribute(name, value === true ? "" : String(value));
   }
   node.append(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
@@ -771,9 +773,10 @@ function timeline(body, state, name) {
   const filename = `entityflow-timeline-${slug(body.label)}-${slug(body.key)}-${state.interval}-${measure}.csv`;
   say(`${series.length} publications, ${axis.length} ${state.interval}s`);
   return [
-    toolbar(h("p", { class: "sub" }, `${unit[0].toUpperCase()}${unit.slice(1)} per ${state.interval} ` +
-      `mentioning ${name}, ${rangeText(state)}. Every chart uses the same scale (highest: ` +
-      `${number.format(peak)}).`), csvButton("Download CSV", filename, columns, rows)),
+    toolbar(h("p", { class: "sub" }, (measure === "posts" ? `Posts that mention ${name}`
+      : `Mentions of ${name}`) + ` per ${state.interval}, ${rangeText(state)}. Every chart uses ` +
+      `the same scale (highest: ${number.format(peak)}).`),
+    csvButton("Download CSV", filename, columns, rows)),
     h("ul", { class: "multiples" }, series.map((s) => {
       const top = s.points.reduce((best, p) => (p[measure] > best[measure] ? p : best), s.points[0]);
       const summary = `${s.publication}: ${units(s.total)} in total` +
