@@ -7,6 +7,7 @@ import errno
 import logging
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -218,3 +219,24 @@ async def test_full_disk_refuses_then_recovers(tiny_fs: Path) -> None:
     spool, recovered = await reopen(tiny_fs / "journal")
     assert [p.id for p in recovered] == [p.id for p in [*accepted, *late]]
     await spool.close()
+
+
+async def test_cancelled_append_does_not_pin_the_journal(tmp_path: Path) -> None:
+    gate = threading.Event()
+
+    def write(fd: int, data: Any) -> int:
+        gate.wait(10)
+        return os.write(fd, data)
+
+    spool, _ = await reopen(tmp_path, write=write)
+    request = asyncio.create_task(spool.append(make_posts(1)))
+    await asyncio.sleep(0.05)
+    request.cancel()  # e.g. the server shutting down mid-request: no 202 went out
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    await spool.append(make_posts(1, start=1))
+    await spool.done(["post-1"])
+    assert spool.unfinished == 0
+    await spool.close()
+    assert spool.segments() == []

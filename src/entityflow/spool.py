@@ -214,9 +214,11 @@ class Spool:
             self._requests.put(_Delete(tuple(doomed)))
 
     def _acknowledge(self, request: _Append, number: int, error: OSError | None) -> None:
-        if request.future.done():  # the request was cancelled meanwhile
+        if request.future.done():
+            # The request was cancelled: no 202 went out, so nothing will process these posts.
+            # Marking them done keeps them from pinning their segment (and every later one).
             if error is None:
-                self._track(number, request.ids)
+                self._requests.put(_Done(encode_record({"done": list(request.ids)})))
             return
         if error is not None:
             if self._metrics is not None:
