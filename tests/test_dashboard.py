@@ -199,17 +199,22 @@ async def screenshots(page: Page, name: str) -> None:
     # Files are written off the event loop: the `service` fixture fails blocking calls.
     await asyncio.to_thread(SHOTS.mkdir, parents=True, exist_ok=True)
     await page.evaluate("window.scrollTo(0, 0)")
-    desktop = await page.screenshot()
-    await asyncio.to_thread((SHOTS / f"{name}-desktop.png").write_bytes, desktop)
+    await asyncio.to_thread((SHOTS / f"{name}-desktop.png").write_bytes, await _shot(page))
     phone = await page.context.new_page()
     await phone.set_viewport_size(PHONE)  # type: ignore[arg-type]
     await phone.goto(page.url)
     await settled(phone)
     width = await phone.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"{name} scrolls sideways on a phone ({width}px wide)"
-    shot = await phone.screenshot()
-    await asyncio.to_thread((SHOTS / f"{name}-phone.png").write_bytes, shot)
+    await asyncio.to_thread((SHOTS / f"{name}-phone.png").write_bytes, await _shot(phone))
     await phone.close()
+
+
+async def _shot(page: Page, most: int = 1200) -> bytes:
+    """The top of the whole page, at most `most` pixels of it (PNGs stay small)."""
+    size = await page.evaluate("[innerWidth, document.documentElement.scrollHeight]")
+    clip = {"x": 0, "y": 0, "width": size[0], "height": min(size[1], most)}
+    return await page.screenshot(full_page=True, clip=clip)  # type: ignore[arg-type]
 
 
 # The views
@@ -350,8 +355,8 @@ def compare_expected(
             return share(e, name) - sum(share(e, n) for n in others) / len(others)
 
         ranked = sorted(
-            (e for e in counts if counts[e].get(name, 0) > 0 and lift(e) > 0),
-            key=lambda e: (-lift(e), -share(e, name), texts[e]),
+            (e for e in counts if counts[e].get(name, 0) > 0 and round(lift(e) * 1e9) > 0),
+            key=lambda e: (-round(lift(e) * 1e9), -share(e, name), texts[e]),
         )[:limit]
         distinctive[name] = [
             (e[1], f"{100 * share(e, name):.1f}", f"{100 * lift(e):.1f}") for e in ranked
@@ -363,7 +368,9 @@ async def test_compare_shared_and_distinctive(seeded: Service, open_tab: OpenTab
     tab = await open_tab(seeded.url + "/?view=compare&publication=BBC&publication=TASS")
     page = tab.page
     publications = {p["name"]: p["posts"] for p in await seeded.get_json("/v1/publications")}
-    assert "minus the mean share in the others" in await page.locator(".view-head").inner_text()
+    assert (
+        "share minus the mean share in the others" in await page.locator(".view-head").inner_text()
+    )
 
     async def shown_matches(names: list[str], limit: int = 10) -> list[list[str]]:
         lists = {
@@ -385,9 +392,10 @@ async def test_compare_shared_and_distinctive(seeded: Service, open_tab: OpenTab
         for name in names:
             section = page.locator(f'section.distinctive[data-publication="{name}"]')
             on_screen = await section.locator("li").evaluate_all(
-                "items => items.map(li => [li.dataset.key, li.querySelector('data.share').value])"
+                "items => items.map(li => [li.dataset.key,"
+                " li.querySelector('data.share').value, li.querySelector('data.lift').value])"
             )
-            assert on_screen == [[key, share] for key, share, _ in distinctive[name]]
+            assert on_screen == [list(row) for row in distinctive[name]]
         text = await download(page, "Download CSV")
         table = rows_of(text)
         assert table[0][:3] == ["section", "publication", "text"]

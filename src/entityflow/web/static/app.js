@@ -34,6 +34,9 @@ const number = new Intl.NumberFormat();
 const percent = new Intl.NumberFormat(undefined, {
   style: "percent", minimumFractionDigits: 1, maximumFractionDigits: 1,
 });
+const points = new Intl.NumberFormat(undefined, {
+  minimumFractionDigits: 1, maximumFractionDigits: 1,
+});
 const longDate = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeZone: "UTC" });
 
 // ---------------------------------------------------------------- small helpers
@@ -289,9 +292,10 @@ function emptyNode(title, text) {
   return h("div", { class: "notice empty", role: "status" }, h("h2", {}, title), h("p", {}, text));
 }
 
-const NO_POSTS = () => emptyNode("No posts yet",
-  "Nothing has been counted so far. Send posts to POST /v1/posts, or replay a CSV with " +
-  "`entityflow replay`, then reload this page.");
+const NO_POSTS = () => h("div", { class: "notice empty", role: "status" },
+  h("h2", {}, "No posts yet"),
+  h("p", {}, "Nothing has been counted so far. Send posts to ", h("code", {}, "POST /v1/posts"),
+    " or replay a CSV with ", h("code", {}, "entityflow replay"), ", then reload this page."));
 
 /** Results that reload when the controls change; errors stay inside the results area. */
 function resultsArea(load) {
@@ -556,9 +560,13 @@ function compareData(chosen, lists) {
   const byText = (a, b) => (a.text < b.text ? -1 : a.text > b.text ? 1 : 0);
   const distinctive = chosen.map((_, i) => entities
     .filter((e) => e.posts[i] > 0)
-    .map((e) => ({ ...e, share: e.shares[i], others: others(e, i), lift: e.shares[i] - others(e, i) }))
-    .filter((e) => e.lift > 0)
-    .sort((a, b) => b.lift - a.lift || b.share - a.share || byText(a, b)));
+    .map((e) => {
+      const lift = e.shares[i] - others(e, i);
+      // Ranked on the difference rounded to 1e-9, so float noise cannot order equal ones.
+      return { ...e, share: e.shares[i], others: others(e, i), lift, rank: Math.round(lift * 1e9) };
+    })
+    .filter((e) => e.rank > 0)
+    .sort((a, b) => b.rank - a.rank || b.share - a.share || byText(a, b)));
   const shared = entities
     .filter((e) => e.posts.every((posts) => posts > 0))
     .map((e) => ({ ...e, least: Math.min(...e.shares) }))
@@ -579,9 +587,9 @@ async function buildCompare(view, state) {
   }
   setUrl(state, true);
   view.append(heading("Compare publications",
-    "Pick two to four. Shares are of each publication's posts: the share of its posts that " +
-    "mention an entity. Distinctive: the publication's share minus the mean share in the " +
-    "others. Shared: mentioned by all, ranked by the smallest of their shares."));
+    "Pick two to four. A share is the share of a publication's posts that mention an entity. " +
+    "Distinctive: ranked by the publication's share minus the mean share in the others " +
+    "(in percentage points). Shared: mentioned by all, ranked by the smallest of their shares."));
 
   const { area, refresh } = resultsArea(async () => {
     const names = state.publications;
@@ -635,7 +643,7 @@ async function buildCompare(view, state) {
         class: "panel distinctive", "aria-labelledby": `distinct-${i}`, "data-publication": chosen[i].name,
       },
       h("h2", { id: `distinct-${i}` }, `Distinctive to ${chosen[i].name}`),
-      h("p", { class: "sub" }, `${number.format(chosen[i].posts)} posts. Its share vs the others' mean.`),
+      h("p", { class: "sub" }, `${number.format(chosen[i].posts)} posts. Its share vs the others' mean share.`),
       list.length ? distinctiveBars(list, i, names)
         : emptyNode("Nothing distinctive", "No entity has a larger share here than in the others.")))),
     ];
@@ -659,17 +667,19 @@ async function buildCompare(view, state) {
   await refresh();
 }
 
+/** Bars of the ranking measure: the publication's share minus the others' mean share. */
 function distinctiveBars(list, index, names) {
-  const max = Math.max(...list.map((e) => e.share));
+  const max = Math.max(...list.map((e) => e.lift));
   return h("ol", { class: "bars compact" }, list.map((e) => h("li", {
     "data-label": e.label, "data-key": e.key,
   },
   h("span", { class: "who" }, h("a", { href: entityHref(e, names), "data-nav": true, class: "name" },
     e.text), h("span", { class: "chip" }, labelName(e.label))),
-  h("span", { class: "bar", "aria-hidden": "true" }, h("span", { style: `width:${(100 * e.share) / max}%` })),
+  h("span", { class: "bar", "aria-hidden": "true" }, h("span", { style: `width:${(100 * e.lift) / max}%` })),
   h("span", { class: "value" }, percentNode(e.share), " vs ",
     h("data", { value: pct(e.others), class: "others" }, percent.format(e.others)),
-    h("span", { class: "of" }, ` · ${number.format(e.posts[index])} posts`)))));
+    " (", h("data", { value: pct(e.lift), class: "lift" }, `+${points.format(100 * e.lift)} points`), ")",
+    h("span", { class: "of" }, ` · ${number.format(e.posts[index])} ${e.posts[index] === 1 ? "post" : "posts"}`)))));
 }
 
 // ---------------------------------------------------------------- Entity
