@@ -1,10 +1,9 @@
 """The replay client: stream a CSV of posts into a running service through POST /v1/posts/batch.
 
-Reading runs in one helper thread, a batch at a time, so memory stays flat however large the
-file; sending runs on the event loop over one keep-alive session. Every row is checked with the
-service's own `PostIn` model before it is sent, so a bad row is reported with its line number
-without a round trip; the service stays the judge of what only it knows (its content limit),
-and a 422 batch is split on the item indexes it names.
+Reading (csvposts.py) runs in one helper thread, a batch at a time, so memory stays flat
+however large the file; sending runs on the event loop over one keep-alive session. Rows are
+checked before they are sent; the service stays the judge of what only it knows (its content
+limit), and a batch it answers with 422 is split on the item indexes it names.
 """
 
 from __future__ import annotations
@@ -16,8 +15,7 @@ import random
 import shutil
 import sys
 import time
-from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -26,23 +24,12 @@ from typing import IO, Any, TextIO
 
 import aiohttp
 import orjson
-from pydantic import ValidationError
 from yarl import URL
 
 from entityflow import __version__
 from entityflow.config import KEY_FILE, Settings
-from entityflow.models import PostIn
+from entityflow.csvposts import FIELDS, BadRow, DatasetError, Item, Reader, open_dataset
 
-# CSV field (the "All the News" header, which `--column` maps) -> post field.
-FIELDS = {
-    "id": "id",
-    "title": "title",
-    "publication": "publication",
-    "author": "author",
-    "date": "published_at",
-    "url": "url",
-    "content": "content",
-}
 ENDPOINT = "/v1/posts/batch"
 MAX_BAD_ROWS_KEPT = 1000
 PROGRESS_EVERY = 0.25
@@ -64,6 +51,8 @@ class ReplayError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ReplayOptions:
+    """What `entityflow replay` was asked to do (the CLI's options, with settings filled in)."""
+
     path: Path
     url: str = "http://127.0.0.1:8080"
     api_key: str | None = None
@@ -83,12 +72,6 @@ class ReplayOptions:
     # Checked locally by --dry-run only; when sending, the service applies its own limit.
     max_content_chars: int = 100_000
     progress: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class BadRow:
-    line: int
-    reason: str
 
 
 @dataclass
@@ -156,325 +139,6 @@ class Summary:
             f"{self.rejected} rejected, {self.failed} failed, {self.retries} retries, "
             f"{self.skipped} skipped in {self.seconds:.1f} s ({self.posts_per_second:.0f} posts/s)"
         )
-
-
-# Reading
-
-
-class _TooLongError(Exception):
-    pass
-
-
-class _Lines:
-    """Physical lines of the file, numbered, with push-back, and a byte bound per record.
-
-    Lines end at b"\\n" (what editors and `sed -n Np` count). The csv reader pulls from here,
-    so `record` holds exactly the lines of the record being parsed.
-    """
-
-    def __init__(self, file: IO[bytes], limit: int) -> None:
-        self.file = file
-        self.limit = limit
-        self.number = 0
-        self.bytes_read = 0
-        self.pending: deque[tuple[int, str, int]] = deque()
-        self.record: list[tuple[int, str, int]] = []
-        self.record_bytes = 0
-        self.overflow = b""
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        if self.pending:
-            number, text, size = self.pending.popleft()
-        else:
-            raw = self.file.readline(self.limit + 1)
-            if not raw:
-                raise StopIteration
-            self.bytes_read += len(raw)
-            if not raw.endswith(b"\n") and len(raw) > self.limit:
-                self.overflow = raw
-                raise _TooLongError
-            self.number += 1
-            number, size = self.number, len(raw)
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            text = raw.decode("utf-8", "surrogateescape")
-        if self.record_bytes + size > self.limit:
-            self.pending.appendleft((number, text, size))
-            self.overflow = b""
-            raise _TooLongError
-        self.record.append((number, text, size))
-        self.record_bytes += size
-        return text
-
-    def start_record(self) -> None:
-        self.record.clear()
-        self.record_bytes = 0
-
-    @property
-    def record_start(self) -> int:
-        if self.record:
-            return self.record[0][0]
-        return self.pending[0][0] if self.pending else self.number + 1
-
-    def push_back_after_first(self) -> None:
-        """Parse the record's lines after its first again: a stray quote on the first line
-        must not swallow the rows that follow it."""
-        self.pending.extendleft(reversed(self.record[1:]))
-
-    def skip_record(self) -> None:
-        """Skip to the end of an over-long record without holding it: in valid CSV a record
-        ends at the first line end after an even number of quote characters."""
-        quotes = sum(text.count('"') for _, text, _ in self.record)
-        if self.overflow:
-            count, eof = self._line_quotes(self.overflow)
-            self.overflow = b""
-            quotes += count
-            if eof or quotes % 2 == 0:
-                return
-        while True:
-            if self.pending:
-                quotes += self.pending.popleft()[1].count('"')
-            else:
-                count, eof = self._line_quotes(b"")
-                quotes += count
-                if eof:
-                    return
-            if quotes % 2 == 0:
-                return
-
-    def _line_quotes(self, start: bytes) -> tuple[int, bool]:
-        """Quote characters on the rest of a physical line begun with `start`, and whether the
-        file ended; reads in bounded chunks."""
-        quotes, chunk, seen = start.count(b'"'), start, bool(start)
-        while not chunk.endswith(b"\n"):
-            chunk = self.file.readline(self.limit)
-            if not chunk:
-                if seen:
-                    self.number += 1
-                return quotes, True
-            seen = True
-            self.bytes_read += len(chunk)
-            quotes += chunk.count(b'"')
-        self.number += 1
-        return quotes, False
-
-
-class _Layout:
-    """Which column feeds which post field."""
-
-    def __init__(
-        self, header: Sequence[str], columns: Mapping[str, str], publication: str | None
-    ) -> None:
-        unknown = sorted(set(columns) - set(FIELDS))
-        if unknown:
-            raise ReplayError(
-                f"--column {unknown[0]}=…: no such field; fields: {', '.join(FIELDS)}", USAGE
-            )
-        names = [name.strip() for name in header]
-        self.width = len(names)
-        self.index: dict[str, int] = {}
-        self.header_of: dict[str, str] = {}
-        for name in FIELDS:
-            wanted = columns.get(name, name)
-            if not wanted:
-                continue
-            if wanted in names:
-                self.index[name] = names.index(wanted)
-                self.header_of[FIELDS[name]] = wanted
-            elif name in columns:
-                raise ReplayError(
-                    f"--column {name}={wanted}: the header has no column {wanted!r}", USAGE
-                )
-        self.publication = publication
-        if publication is not None:
-            self.index.pop("publication", None)
-            self.header_of["publication"] = "--publication"
-        missing = [
-            name
-            for name in ("content", "publication")
-            if name not in self.index and not (name == "publication" and publication)
-        ]
-        if missing:
-            found = ", ".join(names[:12]) + (", …" if len(names) > 12 else "")
-            hint = " or give --publication NAME" if missing == ["publication"] else ""
-            raise ReplayError(
-                f"no {' or '.join(repr(m) for m in missing)} column (header: {found}); "
-                f"map one with --column {missing[0]}=HEADER{hint}",
-                USAGE,
-            )
-
-    def post(self, fields: Sequence[str]) -> dict[str, str] | str:
-        """The post for one row, or why the row is bad."""
-        if len(fields) != self.width:
-            return f"has {len(fields)} fields but the header has {self.width}"
-        post = {}
-        for name, index in self.index.items():
-            value = fields[index]
-            if value.strip() or name in ("content", "publication"):
-                post[FIELDS[name]] = value
-        if self.publication is not None:
-            post["publication"] = self.publication
-        return post
-
-    def why(self, error: ValidationError) -> str:
-        problems = []
-        for problem in error.errors(include_url=False, include_input=False):
-            name = str(problem["loc"][0]) if problem["loc"] else ""
-            message = problem["msg"].removeprefix("Value error, ")
-            if problem["type"] == "string_pattern_mismatch":
-                message = "must be 1-128 characters of A-Z a-z 0-9 . _ : -"
-            problems.append(f"{self.header_of.get(name, name)}: {message}")
-        return "; ".join(problems)
-
-
-@dataclass(slots=True)
-class _Item:
-    line: int
-    body: bytes
-
-
-@dataclass(slots=True)
-class _Chunk:
-    """What one read produced: a batch to send and the rows found bad on the way."""
-
-    items: list[_Item]
-    bad: list[BadRow]
-    rows: int
-    skipped: int
-    end: bool
-
-
-class _Reader:
-    """The CSV as batches of JSON-encoded posts; its methods run in the reader thread."""
-
-    def __init__(self, options: ReplayOptions, file: IO[bytes]) -> None:
-        self.options = options
-        self.lines = _Lines(file, options.max_body_bytes)
-        self.records = self._records()
-        self.to_skip = options.skip
-        self.left = options.limit
-        self.carry: _Item | None = None
-        self.layout = self._header()
-
-    def _records(self) -> Iterator[tuple[int, list[str] | str]]:
-        lines = self.lines
-        reader = csv.reader(lines, strict=True)
-        while True:
-            lines.start_record()
-            try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as error:
-                start = lines.record_start
-                lines.push_back_after_first()
-                yield start, f"not valid CSV ({error}; an unbalanced quote?)"
-                continue
-            except _TooLongError:
-                start = lines.record_start
-                lines.skip_record()
-                limit = self.options.max_body_bytes
-                yield (
-                    start,
-                    (
-                        f"the record is longer than {limit} bytes, the largest body the service "
-                        "takes (ENTITYFLOW_MAX_BODY_BYTES)"
-                    ),
-                )
-                continue
-            if fields:
-                yield lines.record[0][0], fields
-
-    def _header(self) -> _Layout:
-        for line, header in self.records:
-            if any(not _is_text(text) for _, text, _ in self.lines.record):
-                raise ReplayError(
-                    f"{self.options.path} is not a UTF-8 CSV file (compressed? unpack it first)",
-                    USAGE,
-                )
-            if isinstance(header, str):
-                raise ReplayError(f"{self.options.path}:{line}: bad header: {header}", USAGE)
-            return _Layout(header, self.options.columns, self.options.publication)
-        raise ReplayError(f"{self.options.path} is empty; expected a header line", USAGE)
-
-    def next_chunk(self, stop_at_bad: bool) -> _Chunk:
-        """The next batch (at most --batch-size posts, at most max_body_bytes as JSON)."""
-        options = self.options
-        chunk = _Chunk([], [], 0, 0, False)
-        size = 2
-        if self.carry is not None:
-            chunk.items.append(self.carry)
-            size += len(self.carry.body) + 1
-            self.carry = None
-        while len(chunk.items) < options.batch_size:
-            record = None if self.left == 0 else next(self.records, None)
-            if record is None:
-                chunk.end = True
-                break
-            if self.to_skip:
-                self.to_skip -= 1
-                chunk.skipped += 1
-                continue
-            if self.left is not None:
-                self.left -= 1
-            chunk.rows += 1
-            line, fields = record
-            item = fields if isinstance(fields, str) else self._encode(line, fields)
-            if isinstance(item, str):
-                chunk.bad.append(BadRow(line, item))
-                if stop_at_bad:
-                    chunk.end = True
-                    break
-                continue
-            if chunk.items and size + len(item.body) + 1 > options.max_body_bytes:
-                self.carry = item
-                break
-            chunk.items.append(item)
-            size += len(item.body) + 1
-        return chunk
-
-    def _encode(self, line: int, fields: list[str]) -> _Item | str:
-        post = self.layout.post(fields)
-        if isinstance(post, str):
-            return post
-        try:
-            body = orjson.dumps(post)
-        except TypeError:
-            return "is not valid UTF-8"
-        try:
-            checked = PostIn.model_validate(post)
-        except ValidationError as error:
-            return self.layout.why(error)
-        if self.options.dry_run and len(checked.content) > self.options.max_content_chars:
-            return (
-                f"{self.layout.header_of['content']}: must be at most "
-                f"{self.options.max_content_chars} characters, not {len(checked.content)}"
-            )
-        return _Item(line, body)
-
-
-def _is_text(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return "\x00" not in text
-
-
-def _opened(path: Path) -> IO[bytes]:
-    try:
-        return path.open("rb")
-    except FileNotFoundError:
-        raise ReplayError(f"{path}: no such file", USAGE) from None
-    except IsADirectoryError:
-        raise ReplayError(f"{path} is a directory, not a CSV file", USAGE) from None
-    except PermissionError:
-        raise ReplayError(f"{path}: permission denied, cannot read the file", USAGE) from None
-    except OSError as error:
-        raise ReplayError(f"cannot read {path}: {error.strerror or error}", USAGE) from None
 
 
 # Sending
@@ -564,7 +228,7 @@ def _error_of(payload: bytes) -> tuple[str, str, Any]:
 
 class _Replay:
     def __init__(
-        self, options: ReplayOptions, summary: Summary, reader: _Reader, console: _Console
+        self, options: ReplayOptions, summary: Summary, reader: Reader, console: _Console
     ) -> None:
         self.options = options
         self.summary = summary
@@ -581,7 +245,7 @@ class _Replay:
         if options.dry_run:
             await self._produce(executor, None)
             return
-        queue: asyncio.Queue[list[_Item] | None] = asyncio.Queue(options.concurrency)
+        queue: asyncio.Queue[list[Item] | None] = asyncio.Queue(options.concurrency)
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=options.concurrency),
             timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=120),
@@ -601,7 +265,7 @@ class _Replay:
             progress.cancel()
 
     async def _produce(
-        self, executor: ThreadPoolExecutor, queue: asyncio.Queue[list[_Item] | None] | None
+        self, executor: ThreadPoolExecutor, queue: asyncio.Queue[list[Item] | None] | None
     ) -> None:
         loop = asyncio.get_running_loop()
         summary = self.summary
@@ -628,13 +292,13 @@ class _Replay:
                 await queue.put(None)
 
     async def _consume(
-        self, session: aiohttp.ClientSession, queue: asyncio.Queue[list[_Item] | None]
+        self, session: aiohttp.ClientSession, queue: asyncio.Queue[list[Item] | None]
     ) -> None:
         while (items := await queue.get()) is not None:
             self.summary.sent += len(items)
             await self._deliver(session, items)
 
-    async def _deliver(self, session: aiohttp.ClientSession, items: list[_Item]) -> None:
+    async def _deliver(self, session: aiohttp.ClientSession, items: list[Item]) -> None:
         """Send one batch until it is accepted, split it when the service asks for that, and
         account for every post in it as accepted, rejected or lost."""
         attempt = full = server_errors = 0
@@ -699,7 +363,7 @@ class _Replay:
     async def _refused(
         self,
         session: aiohttp.ClientSession,
-        items: list[_Item],
+        items: list[Item],
         status: int,
         message: str,
         details: Any,
@@ -728,7 +392,7 @@ class _Replay:
             prefix = "too large for the service: " if status == 413 else ""
             self._bad(BadRow(items[0].line, prefix + message), server=True)
 
-    async def _split(self, session: aiohttp.ClientSession, items: list[_Item]) -> None:
+    async def _split(self, session: aiohttp.ClientSession, items: list[Item]) -> None:
         half = len(items) // 2
         await self._deliver(session, items[:half])
         await self._deliver(session, items[half:])
@@ -752,7 +416,7 @@ class _Replay:
     async def _show_progress(self) -> None:
         if not self.console.progress:
             return
-        total = os.fstat(self.reader.lines.file.fileno()).st_size or 1
+        total = self.reader.size or 1
         started = time.monotonic()
         while True:
             summary = self.summary
@@ -773,7 +437,10 @@ async def replay(options: ReplayOptions, stream: TextIO | None = None) -> Summar
     Problems found before anything is sent raise ReplayError; later ones end up in the summary
     (`status`, `error`), which also counts every row. Bad rows are reported on `stream`.
     """
-    file = _opened(options.path)
+    try:
+        file = open_dataset(options.path)
+    except DatasetError as error:
+        raise ReplayError(str(error), USAGE) from None
     if not options.dry_run:
         try:
             check_url(options.url)
@@ -794,7 +461,9 @@ async def replay(options: ReplayOptions, stream: TextIO | None = None) -> Summar
     try:
         with file, ThreadPoolExecutor(1, "replay-reader") as executor:
             try:
-                reader = await loop.run_in_executor(executor, _Reader, options, file)
+                reader = await loop.run_in_executor(executor, _reader, options, file)
+            except DatasetError as error:
+                raise ReplayError(str(error), USAGE) from None
             except OSError as error:
                 raise ReplayError(
                     f"cannot read {options.path}: {error.strerror or error}", USAGE
@@ -820,6 +489,20 @@ async def replay(options: ReplayOptions, stream: TextIO | None = None) -> Summar
         summary.status = STRICT
         summary.error = f"--strict: stopped at a bad row ({options.path}:{first.line})"
     return summary
+
+
+def _reader(options: ReplayOptions, file: IO[bytes]) -> Reader:
+    return Reader(
+        file,
+        options.path,
+        columns=options.columns,
+        publication=options.publication,
+        skip=options.skip,
+        limit=options.limit,
+        batch_size=options.batch_size,
+        max_body_bytes=options.max_body_bytes,
+        max_content_chars=options.max_content_chars if options.dry_run else None,
+    )
 
 
 def check_url(url: str) -> None:
