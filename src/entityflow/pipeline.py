@@ -114,7 +114,12 @@ class WorkerPool:
             await self._turn.wait_for(lambda: not self._alone)
             if alone:
                 self._alone = True
-                await self._turn.wait_for(lambda: self._running == 0)
+                try:
+                    await self._turn.wait_for(lambda: self._running == 0)
+                except BaseException:  # cancelled (a drain timing out): let the others run
+                    self._alone = False
+                    self._turn.notify_all()
+                    raise
             self._running += 1
         try:
             return await self._run(items)
@@ -339,6 +344,7 @@ class Pipeline:
                 *await self._extract(posts[middle:], alone=True),
             ]
         self._metrics.nlp_seconds.observe(result.nlp_seconds)
+        self._metrics.nlp_cpu_seconds.inc(result.cpu_seconds)
         return [
             ProcessedPost(post, entities)
             for post, entities in zip(posts, result.entities, strict=True)
