@@ -10,7 +10,6 @@ never be sent.
 from __future__ import annotations
 
 import csv
-import os
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -248,7 +247,6 @@ class Reader:
         self.max_body_bytes = max_body_bytes
         # Checked here only when asked (a dry run): when sending, the service has its own.
         self.max_content_chars = max_content_chars
-        self.size = os.fstat(file.fileno()).st_size
         self.lines = _Lines(file, max_body_bytes)
         self.records = self._records()
         self.to_skip = skip

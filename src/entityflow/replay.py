@@ -416,7 +416,7 @@ class _Replay:
     async def _show_progress(self) -> None:
         if not self.console.progress:
             return
-        total = self.reader.size or 1
+        total = os.fstat(self.reader.lines.file.fileno()).st_size or 1
         started = time.monotonic()
         while True:
             summary = self.summary
