@@ -20,7 +20,7 @@ from google.api_core import exceptions as google_errors
 from google.auth.exceptions import GoogleAuthError
 from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
-from google.cloud.firestore_v1.transforms import Increment, Maximum, Minimum
+from google.cloud.firestore_v1.transforms import ArrayUnion, Increment, Maximum, Minimum
 
 from entityflow.models import (
     DailyCount,
@@ -39,8 +39,12 @@ from entityflow.stores.base import StoreError
 T = TypeVar("T")
 
 MAX_WRITES_PER_COMMIT = 500
-# Firestore's own limit on values of an `in` filter.
-MAX_IN_VALUES = 30
+# Room is kept in every commit for the one-off shard registration (SHARDS_DOC).
+MAX_POST_WRITES = MAX_WRITES_PER_COMMIT - 1
+# Documents per BatchGetDocuments call.
+GET_CHUNK = 300
+# Which shards hold data: written in the first commit of each shard's writer, read by readers.
+SHARDS_DOC = "meta/shards"
 TRANSIENT = (
     google_errors.ServiceUnavailable,
     google_errors.DeadlineExceeded,
@@ -82,6 +86,7 @@ class FirestoreStore:
         self._timeout = timeout
         self._on_commit = on_commit
         self._client: firestore.AsyncClient | None = None
+        self._registered = False
 
     @property
     def description(self) -> str:
@@ -90,6 +95,9 @@ class FirestoreStore:
     async def open(self) -> None:
         try:
             self._client = firestore.AsyncClient(project=self.project, database=self.database)
+            # The client builds its gRPC stub lazily, and that reads files (mTLS settings):
+            # build it now, at start-up, not in the middle of the first write.
+            self._client._firestore_api  # noqa: B018
         except GoogleAuthError as error:
             raise StoreError(f"firestore: no credentials: {error}", transient=False) from error
 
@@ -138,17 +146,13 @@ class FirestoreStore:
     async def stored_ids(self, ids: Collection[str]) -> set[str]:
         wanted = {_post_doc_id(post_id): post_id for post_id in ids}
         refs = [self._db.collection(POSTS).document(doc_id) for doc_id in wanted]
-        found: set[str] = set()
-        for start in range(0, len(refs), 300):
-            snapshots = await self._call(
-                _collect(
-                    self._db.get_all(
-                        refs[start : start + 300], field_paths=["id"], timeout=self._timeout
-                    )
-                )
+        chunks = await asyncio.gather(
+            *(
+                self._get_all(refs[i : i + GET_CHUNK], field_paths=["id"])
+                for i in range(0, len(refs), GET_CHUNK)
             )
-            found.update(wanted[s.id] for s in snapshots if s.exists)
-        return found
+        )
+        return {wanted[s.id] for chunk in chunks for s in chunk if s.exists}
 
     async def get_post(self, post_id: str) -> StoredPost | None:
         ref = self._db.collection(POSTS).document(_post_doc_id(post_id))
@@ -235,13 +239,13 @@ class FirestoreStore:
         documents: set[tuple[str, ...]] = set()
         for processed in posts:
             needed = _documents_of(processed)
-            if len(needed) > MAX_WRITES_PER_COMMIT:
+            if len(needed) > MAX_POST_WRITES:
                 raise StoreError(
                     f"firestore: post {processed.post.id} needs {len(needed)} document writes,"
-                    f" more than the {MAX_WRITES_PER_COMMIT} of one commit",
+                    f" more than the {MAX_POST_WRITES} that fit one commit",
                     transient=False,
                 )
-            if group and len(documents | needed) > MAX_WRITES_PER_COMMIT:
+            if group and len(documents | needed) > MAX_POST_WRITES:
                 yield group
                 group, documents = [], set()
             group.append(processed)
@@ -277,9 +281,14 @@ class FirestoreStore:
             ref = self._db.collection(collection).document(doc_id)
             paths.append(ref.path)
             batch.set(ref, fields, merge=True)
+        if not self._registered:
+            # In the same commit as the shard's first data, so readers never miss a shard.
+            batch.set(self._db.document(SHARDS_DOC), {"used": ArrayUnion([self.shard])}, merge=True)
+            paths.append(SHARDS_DOC)
         if self._on_commit is not None:
             self._on_commit(paths)
         await self._call(batch.commit(timeout=self._timeout))
+        self._registered = True
 
     def _counter_writes(
         self, added: Increments
@@ -342,28 +351,36 @@ class FirestoreStore:
     async def _display_texts(
         self, entities: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], str]:
-        digests = {_digest(label, key): (label, key) for label, key in entities}
-        chunks = [
-            list(digests)[i : i + MAX_IN_VALUES] for i in range(0, len(digests), MAX_IN_VALUES)
-        ]
-        results = await asyncio.gather(
+        # Looked up by document id, one per entity and shard in use: cheaper than queries.
+        shards = await self._shards_in_use()
+        refs = {
+            self._db.collection(FORMS).document(f"{_digest(label, key)}.{shard}").path: (label, key)
+            for label, key in entities
+            for shard in shards
+        }
+        paths = list(refs)
+        chunks = await asyncio.gather(
             *(
-                self._stream(
-                    self._db.collection(FORMS).where(
-                        filter=firestore.FieldFilter("entity", "in", chunk)
-                    )
-                )
-                for chunk in chunks
+                self._get_all([self._db.document(path) for path in paths[i : i + GET_CHUNK]])
+                for i in range(0, len(paths), GET_CHUNK)
             )
         )
         forms: dict[tuple[str, str], dict[str, int]] = {entity: {} for entity in entities}
-        for snapshot in (s for result in results for s in result):
-            data = snapshot.to_dict() or {}
-            texts = forms[digests[data["entity"]]]
-            for field, mentions in data["t"].items():
+        for snapshot in (s for chunk in chunks for s in chunk if s.exists):
+            texts = forms[refs[snapshot.reference.path]]
+            for field, mentions in (snapshot.to_dict() or {})["t"].items():
                 text = _decode(field)
                 texts[text] = texts.get(text, 0) + mentions
         return {entity: pick_display_text(texts) for entity, texts in forms.items()}
+
+    async def _shards_in_use(self) -> list[int]:
+        snapshot = await self._call(self._db.document(SHARDS_DOC).get(timeout=self._timeout))
+        return sorted((snapshot.to_dict() or {}).get("used", [])) if snapshot.exists else []
+
+    async def _get_all(self, refs: list[Any], field_paths: list[str] | None = None) -> list[Any]:
+        return await self._call(
+            _collect(self._db.get_all(refs, field_paths=field_paths, timeout=self._timeout))
+        )
 
     async def _stream(self, query: Any) -> list[Any]:
         return await self._call(query.get(timeout=self._timeout))
