@@ -25,7 +25,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +176,7 @@ class Spool:
         """Journal `posts` durably; raise Unavailable if the disk refuses."""
         assert self._loop is not None, "journal not open"
         future: asyncio.Future[None] = self._loop.create_future()
-        data = b"".join(encode_record({"post": asdict(post)}) for post in posts)
+        data = b"".join(encode_record({"post": post}) for post in posts)
         self._requests.put(_Append(data, tuple(post.id for post in posts), future))
         await future
 
@@ -212,6 +212,10 @@ class Spool:
             doomed.append(number)
         if doomed:
             self._requests.put(_Delete(tuple(doomed)))
+
+    def _answer(self, answers: list[tuple[_Append, OSError | None]], number: int) -> None:
+        for request, error in answers:
+            self._acknowledge(request, number, error)
 
     def _acknowledge(self, request: _Append, number: int, error: OSError | None) -> None:
         if request.future.done():
@@ -294,7 +298,7 @@ class Spool:
         # Posts of a damaged segment move to the new one, so the damaged file can be set aside.
         rescued = [post for post, number in live.values() if number in corrupt_numbers]
         if rescued:
-            data = b"".join(encode_record({"post": asdict(post)}) for post in rescued)
+            data = b"".join(encode_record({"post": post}) for post in rescued)
             try:
                 self._write_all(data)
                 os.fsync(self._fd)
@@ -388,10 +392,10 @@ class Spool:
                 self._truncate(synced)
                 failed.extend((item, sync_error) for item in written)
                 written = []
-        for item in written:
-            self._call(self._acknowledge, item, self._number, None)
-        for item, problem in failed:
-            self._call(self._acknowledge, item, self._number, problem)
+        # One wake-up of the event loop per group, not one per request.
+        answers = [(item, None) for item in written] + failed
+        if answers:
+            self._call(self._answer, answers, self._number)
         self._report(failed, bool(written))
         for item in batch:
             if isinstance(item, _Delete):
