@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import IO, Any, TextIO
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
-from yarl import URL
 
 from entityflow import __version__
 from entityflow.config import KEY_FILE, Settings
@@ -508,10 +508,12 @@ def _reader(options: ReplayOptions, file: IO[bytes]) -> Reader:
 def check_url(url: str) -> None:
     """ReplayError unless `url` is an http(s) URL with a host."""
     try:
-        parsed = URL(url)
-    except (ValueError, TypeError):
-        parsed = None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        parsed = urlsplit(url)
+        usable = parsed.scheme in ("http", "https") and bool(parsed.hostname)
+        _ = parsed.port  # raises ValueError for a port that is not a number
+    except ValueError:
+        usable = False
+    if not usable:
         raise ReplayError(f"--url {url!r} is not an http:// or https:// URL", USAGE)
 
 
