@@ -214,7 +214,7 @@ async def _shot(page: Page, most: int = 1200) -> bytes:
     """The top of the whole page, at most `most` pixels of it (PNGs stay small)."""
     size = await page.evaluate("[innerWidth, document.documentElement.scrollHeight]")
     clip = {"x": 0, "y": 0, "width": size[0], "height": min(size[1], most)}
-    return await page.screenshot(full_page=True, clip=clip)  # type: ignore[arg-type]
+    return await page.screenshot(full_page=True, clip=clip, animations="disabled")  # type: ignore[arg-type]
 
 
 # The views
