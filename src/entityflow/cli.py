@@ -35,7 +35,8 @@ def user_errors() -> Iterator[None]:
     except ValidationError as error:
         for problem in error.errors(include_url=False):
             name = ".".join(str(part) for part in problem["loc"])
-            raise click.UsageError(f"setting {name} (ENTITYFLOW_{name.upper()}): {problem['msg']}")
+            message = f"setting {name} (ENTITYFLOW_{name.upper()}): {problem['msg']}"
+            raise click.UsageError(message) from None
     except ValueError as error:
         raise click.UsageError(str(error)) from None
 
@@ -45,7 +46,9 @@ def settings_from(**flags: Any) -> Settings:
         return load_settings(**flags)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "ENTITYFLOW"})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "ENTITYFLOW"}
+)
 @click.version_option(package_name="entityflow")
 def main() -> None:
     """Which entities each publication talks about most, and how that changes over time."""
@@ -54,7 +57,9 @@ def main() -> None:
 @main.command()
 @click.option("--host", envvar="ENTITYFLOW_HOST", help="Address to listen on [127.0.0.1].")
 @click.option("--port", envvar="ENTITYFLOW_PORT", type=int, help="Port to listen on [8080].")
-@click.option("--store", envvar="ENTITYFLOW_STORE", help="sqlite:///PATH or firestore://PROJECT[/DB].")
+@click.option(
+    "--store", envvar="ENTITYFLOW_STORE", help="sqlite:///PATH or firestore://PROJECT[/DB]."
+)
 @click.option("--workers", envvar="ENTITYFLOW_WORKERS", type=int, help="NLP processes [cores].")
 @click.option("--data-dir", envvar="ENTITYFLOW_DATA_DIR", type=click.Path(path_type=Path))
 def serve(**flags: Any) -> None:
@@ -85,7 +90,9 @@ def serve(**flags: Any) -> None:
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First date, inclusive.")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last date, inclusive.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
-@click.option("--sort", type=click.Choice(["posts", "mentions"]), default="posts", show_default=True)
+@click.option(
+    "--sort", type=click.Choice(["posts", "mentions"]), default="posts", show_default=True
+)
 @click.option("--store", envvar="ENTITYFLOW_STORE", help="Store to read [the serve default].")
 @click.option("--data-dir", envvar="ENTITYFLOW_DATA_DIR", type=click.Path(path_type=Path))
 def top(
