@@ -43,6 +43,11 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.nlp_cpu_seconds = Counter(
+            "entityflow_nlp_cpu_seconds",
+            "CPU time the workers spent in spaCy (with the counting rule).",
+            registry=r,
+        )
         self.write_seconds = Histogram(
             "entityflow_store_flush_seconds",
             "Duration of one writer flush.",

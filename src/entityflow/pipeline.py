@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 POISON_CRASHES = 2
 
 
+class BatchTooLarge(Exception):
+    """A batch larger than the whole queue: retrying cannot help."""
+
+
 class Unavailable(Exception):
     """Posts cannot be accepted now; the client should retry after `retry_after` seconds."""
 
@@ -217,6 +221,13 @@ class Pipeline:
             self._metrics.rejected.labels("draining").inc(len(posts))
             raise Unavailable("draining", "the service is shutting down", retry_after=5)
         fresh = list({post.id: post for post in posts if post.id not in self.pending}.values())
+        if len(fresh) > self.queue.maxsize:
+            self._metrics.rejected.labels("batch_exceeds_queue").inc(len(posts))
+            # No wait would make room for it: tell the client to send smaller batches.
+            raise BatchTooLarge(
+                f"{len(fresh)} posts can never fit a queue of {self.queue.maxsize};"
+                " send smaller batches"
+            )
         free = self.queue.maxsize - self.queue.qsize() - self._reserved
         if len(fresh) > free:
             self._metrics.rejected.labels("queue_full").inc(len(posts))
