@@ -220,10 +220,40 @@ async def test_full_queue_answers_503_and_loses_nothing(service: ServiceFactory)
 
 
 async def test_a_batch_larger_than_the_free_room_is_refused_whole(service: ServiceFactory) -> None:
+    async with service(queue_size=5, nlp_batch_size=1, batch_size=1) as svc:
+        gate = asyncio.Event()
+        original = svc.store.write
+
+        async def held(posts: Any) -> Any:
+            await gate.wait()
+            return await original(posts)
+
+        svc.store.write = held  # type: ignore[method-assign]
+        accepted: set[str] = set()
+        for round_ in range(30):
+            batch = [{**GOOD, "id": f"r{round_}-{i}"} for i in range(3)]
+            async with await svc.post("/v1/posts/batch", batch) as response:
+                if response.status == 503:
+                    assert (await response.json())["error"]["code"] == "queue_full"
+                    break
+                assert response.status == 202
+                accepted.update((await response.json())["ids"])
+        else:
+            raise AssertionError("the queue never filled")
+        assert set(svc.pipeline.pending) == accepted  # none of the refused batch got in
+        gate.set()
+        await svc.wait_processed()
+        assert (
+            await svc.store.stored_ids([f"r{r}-{i}" for r in range(30) for i in range(3)])
+            == accepted
+        )
+
+
+async def test_a_batch_larger_than_the_whole_queue_gets_413(service: ServiceFactory) -> None:
     async with service(queue_size=3) as svc:
         batch = [{**GOOD, "id": f"w{i}"} for i in range(5)]
         response = await svc.post("/v1/posts/batch", batch)
-        await expect_error(response, 503, "queue_full")
+        await expect_error(response, 413, "batch_exceeds_queue", "smaller batches")
         assert not svc.pipeline.pending
 
 

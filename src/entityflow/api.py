@@ -21,7 +21,7 @@ from entityflow.config import Settings
 from entityflow.entities import ALL_LABELS
 from entityflow.metrics import Metrics
 from entityflow.models import EntityQuery, PostIn, PostRecord, TimelineQuery
-from entityflow.pipeline import Pipeline, Unavailable
+from entityflow.pipeline import BatchTooLarge, Pipeline, Unavailable
 from entityflow.stores.base import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             message = f"no such resource: {request.path}"
         headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
         return error_response(ApiError(error.status, code, message, headers=headers))
+    except BatchTooLarge as error:
+        return error_response(ApiError(413, "batch_exceeds_queue", str(error)))
     except Unavailable as error:
         headers = {"Retry-After": str(error.retry_after)}
         return error_response(ApiError(503, error.reason, str(error), headers=headers))
