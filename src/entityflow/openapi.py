@@ -30,7 +30,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         400: "Malformed JSON",
         401: "Missing or wrong X-API-Key",
         404: "Not found",
-        413: "Body too large",
+        413: "Body too large, or a batch larger than the whole queue",
         415: "Wrong Content-Type",
         422: "Validation error: which field, why",
         503: "Queue full, draining or store unavailable; retry after Retry-After seconds",
