@@ -324,6 +324,13 @@ async def test_publication_view_filters_csv_and_bookmark(
     )
     assert await page.locator(".results .bars").count() == 0
     await page.get_by_text("Nothing matches these filters").wait_for()
+
+    # Back returns to the previous state of the view.
+    await page.go_back()
+    await page.wait_for_url(lambda url: "until" not in url)
+    await settled(page)
+    assert await page.get_by_label("From", exact=True).input_value() == "2016-01-01"
+    assert await page.locator(".results .bars li").count() == 7
     tab.assert_clean()
     again.assert_clean()
 

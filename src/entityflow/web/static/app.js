@@ -299,7 +299,8 @@ const NO_POSTS = () => h("div", { class: "notice empty", role: "status" },
 
 /** Results that reload when the controls change; errors stay inside the results area. */
 function resultsArea(load) {
-  const area = h("section", { class: "results", "aria-live": "polite" });
+  // Not a live region: the status line says what changed, rather than reading every row.
+  const area = h("section", { class: "results", "aria-label": "Results" });
   let token = 0;
   const refresh = async () => {
     const mine = ++token;
@@ -364,7 +365,7 @@ function formState(form, state) {
   const data = new FormData(form);
   const limit = Number.parseInt(data.get("limit"), 10);
   const next = { ...state };
-  if (data.has("label") || form.querySelector("[name=label]")) {
+  if (form.querySelector("[name=label]")) {
     next.labels = data.getAll("label").filter(Boolean);
   }
   if (form.querySelector("[name=publication]")) {
