@@ -6,6 +6,7 @@ Everything runs against the real emulator (tests/firestore_emulator.py) and real
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -278,7 +279,7 @@ async def test_two_serve_processes_on_one_firestore_count_like_a_single_pass(
             *(_post_until_accepted(http, instances[0].url, a, statuses) for a in first[:40]),
             *(_post_until_accepted(http, instances[1].url, a, statuses) for a in second[20:]),
         )
-        assert statuses == {(202, None): 140}
+        assert statuses == {(202, None): 2 * len(overlap) + 40 + 40}
         await _wait_stored(http, instances[0].url, [a.id for a in first])
         await _wait_stored(http, instances[1].url, [a.id for a in second])
         duplicates = 0.0
@@ -331,4 +332,7 @@ async def test_frozen_firestore_fills_the_queue_then_every_accepted_post_counts_
         await _wait_stored(http, instance.url, [a.id for a in chosen])
         await _check_counts(http, instance.url, expected(chosen), chosen)
     # The writer saw the deadline pass and retried: the outage really happened mid-write.
-    assert "no answer within 10s" in instance.log
+    assert re.search(
+        r"store write of \d+ posts failed \(firestore: (504 Deadline Exceeded|no answer within)",
+        instance.log,
+    ), instance.log
