@@ -74,12 +74,15 @@ async def test_two_instances_writing_the_same_posts_at_once_count_each_once(
             await store.close()
 
 
-def _wide_posts(count: int, entities_each: int) -> list[ProcessedPost]:
+LABELS = ("PERSON", "NORP", "FAC", "ORG", "GPE", "LOC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW")
+
+
+def _wide_posts(count: int, entities_each: int, prefix: str = "wide") -> list[ProcessedPost]:
     return [
         ProcessedPost(
-            PostRecord(f"wide-{n}", f"Pub {n % 3}", "x", f"2017-0{1 + n % 3}-1{n % 10}"),
+            PostRecord(f"{prefix}-{n}", f"Pub {n % 3}", "x", f"2017-0{1 + n % 3}-1{n % 10}"),
             tuple(
-                EntityCount("ORG", f"org {n}-{i}", f"Org {n}-{i}", 1 + i % 2)
+                EntityCount(LABELS[i % len(LABELS)], f"{n}-{i}", f"Name {n}-{i}", 1 + i % 2)
                 for i in range(entities_each)
             ),
         )
@@ -88,7 +91,7 @@ def _wide_posts(count: int, entities_each: int) -> list[ProcessedPost]:
 
 
 async def test_a_large_flush_is_split_into_commits_of_at_most_500(firestore: Emulator) -> None:
-    posts = _wide_posts(40, 60)  # each post: 1 + 60 forms + 2 counters + 1 summary documents
+    posts = _wide_posts(40, 60)  # 2400 entities of 10 labels: more documents than one commit
     store = CountingStore(project=firestore.project, shards=2)
     await store.open()
     try:
@@ -101,8 +104,8 @@ async def test_a_large_flush_is_split_into_commits_of_at_most_500(firestore: Emu
         query = EntityQuery(limit=1000)
         assert await store.top_entities(query) == reference_top(posts, query)
         # A post that cannot fit one commit is refused for good, with its id.
-        with pytest.raises(StoreError, match="wide-0") as refused:
-            await store.write(_wide_posts(1, MAX_WRITES_PER_COMMIT))
+        with pytest.raises(StoreError, match="huge-0") as refused:
+            await store.write(_wide_posts(1, 2000, "huge"))
         assert not refused.value.transient
     finally:
         await store.close()

@@ -3,7 +3,7 @@
 The data model and its costs are written down in docs/firestore.md. In short: a document per
 post (created with a precondition, in the same commit as its increments), counter documents
 per (publication, day or month, label, shard) holding maps key -> posts / mentions, surface
-forms per (label, key, shard), and a summary per (publication, shard).
+surface forms per (label, bucket of keys, shard), and a summary per (publication, shard).
 """
 
 from __future__ import annotations
@@ -41,8 +41,11 @@ T = TypeVar("T")
 MAX_WRITES_PER_COMMIT = 500
 # Room is kept in every commit for the one-off shard registration (SHARDS_DOC).
 MAX_POST_WRITES = MAX_WRITES_PER_COMMIT - 1
-# Documents per BatchGetDocuments call.
+# Documents per BatchGetDocuments call; entities whose display text one call reads.
 GET_CHUNK = 300
+DISPLAY_CHUNK = 100
+# Surface forms are kept per (label, hash bucket of the key): see docs/firestore.md.
+FORM_BUCKETS = 128
 # Which shards hold data: written in the first commit of each shard's writer, read by readers.
 SHARDS_DOC = "meta/shards"
 TRANSIENT = (
@@ -315,12 +318,11 @@ class FirestoreStore:
             yield (COUNTS, self._sharded(publication, period, label)), doc
         forms: dict[tuple[str, str], dict[str, Any]] = {}
         for (label, key, text), mentions in added.forms.items():
-            doc = forms.setdefault(
-                (label, key), {"label": label, "key": key, "entity": _digest(label, key), "t": {}}
-            )
-            doc["t"][_encode(text)] = Increment(mentions)
-        for (label, key), doc in forms.items():
-            yield (FORMS, self._sharded(label, key)), doc
+            bucket = _bucket(label, key)
+            doc = forms.setdefault((label, bucket), {"label": label, "bucket": bucket, "t": {}})
+            doc["t"].setdefault(_encode(key), {})[_encode(text)] = Increment(mentions)
+        for (label, bucket), doc in forms.items():
+            yield (FORMS, self._sharded(label, bucket)), doc
         for name, (count, first, last) in added.publications.items():
             yield (
                 (PUBLICATIONS, self._sharded(name)),
@@ -351,27 +353,30 @@ class FirestoreStore:
     async def _display_texts(
         self, entities: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], str]:
-        # Looked up by document id, one per entity and shard in use: cheaper than queries.
+        # By document id (a bucket per shard in use), reading only the wanted keys' forms.
         shards = await self._shards_in_use()
-        refs = {
-            self._db.collection(FORMS).document(f"{_digest(label, key)}.{shard}").path: (label, key)
-            for label, key in entities
-            for shard in shards
-        }
-        paths = list(refs)
-        chunks = await asyncio.gather(
-            *(
-                self._get_all([self._db.document(path) for path in paths[i : i + GET_CHUNK]])
-                for i in range(0, len(paths), GET_CHUNK)
-            )
-        )
+        ordered = sorted(entities, key=lambda entity: _bucket(*entity))
+        chunks = [ordered[i : i + DISPLAY_CHUNK] for i in range(0, len(ordered), DISPLAY_CHUNK)]
+        results = await asyncio.gather(*(self._forms_of(chunk, shards) for chunk in chunks))
         forms: dict[tuple[str, str], dict[str, int]] = {entity: {} for entity in entities}
-        for snapshot in (s for chunk in chunks for s in chunk if s.exists):
-            texts = forms[refs[snapshot.reference.path]]
-            for field, mentions in (snapshot.to_dict() or {})["t"].items():
-                text = _decode(field)
-                texts[text] = texts.get(text, 0) + mentions
+        for snapshot in (s for result in results for s in result if s.exists):
+            label = snapshot.get("label")
+            for field, texts in (snapshot.to_dict() or {}).get("t", {}).items():
+                counted = forms[label, _decode(field)]
+                for text_field, mentions in texts.items():
+                    text = _decode(text_field)
+                    counted[text] = counted.get(text, 0) + mentions
         return {entity: pick_display_text(texts) for entity, texts in forms.items()}
+
+    async def _forms_of(self, entities: Sequence[tuple[str, str]], shards: list[int]) -> list[Any]:
+        buckets = {(label, _bucket(label, key)) for label, key in entities}
+        refs = [
+            self._db.collection(FORMS).document(f"{_digest(label, bucket)}.{shard}")
+            for label, bucket in sorted(buckets)
+            for shard in shards
+        ]
+        fields = ["label", *(FieldPath("t", _encode(key)).to_api_repr() for _, key in entities)]
+        return await self._get_all(refs, field_paths=fields)
 
     async def _shards_in_use(self) -> list[int]:
         snapshot = await self._call(self._db.document(SHARDS_DOC).get(timeout=self._timeout))
@@ -421,7 +426,7 @@ def _documents_of(processed: ProcessedPost) -> set[tuple[str, ...]]:
     for entity in processed.entities:
         documents.add((COUNTS, post.publication, "d" + post.date, entity.label))
         documents.add((COUNTS, post.publication, "m" + post.date[:7], entity.label))
-        documents.add((FORMS, entity.label, entity.key))
+        documents.add((FORMS, entity.label, _bucket(entity.label, entity.key)))
     return documents
 
 
@@ -462,6 +467,10 @@ def _is_month_end(day: date) -> bool:
 
 def _digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def _bucket(label: str, key: str) -> str:
+    return f"{int(_digest(label, key)[:4], 16) % FORM_BUCKETS:03d}"
 
 
 def _post_doc_id(post_id: str) -> str:
