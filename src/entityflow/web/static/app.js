@@ -244,6 +244,7 @@ async function route({ focus = false } = {}) {
   } catch (error) {
     if (token !== routeToken) return;
     root.replaceChildren(problemNode(error, () => route({ focus: true })));
+    document.getElementById("api-key")?.focus();
   } finally {
     if (token === routeToken) root.removeAttribute("aria-busy");
   }
@@ -284,7 +285,6 @@ function keyForm(message, retry) {
   message ? h("p", { class: "error", role: "alert" }, message) : null,
   h("label", { for: "api-key" }, "API key"), input,
   h("button", { type: "submit" }, "Continue"));
-  setTimeout(() => input.focus(), 0);
   return form;
 }
 
@@ -309,7 +309,10 @@ function resultsArea(load) {
       const nodes = await load();
       if (mine === token) area.replaceChildren(...nodes.filter(Boolean));
     } catch (error) {
-      if (mine === token) area.replaceChildren(problemNode(error, refresh));
+      if (mine === token) {
+        area.replaceChildren(problemNode(error, refresh));
+        document.getElementById("api-key")?.focus();
+      }
     } finally {
       if (mine === token) area.removeAttribute("aria-busy");
     }
