@@ -41,6 +41,8 @@ VOCABULARY = (
     ("ORG", "united nations", ("United Nations", "the United Nations")),
     ("NORP", "french", ("French",)),
     ("EVENT", "brexit", ("Brexit", "BREXIT")),
+    # The same key under another label is another entity, with its own display text.
+    ("PERSON", "paris", ("PARIS", "Paris.")),
 )
 # Across month ends, so whole months and partial months are both read.
 DAYS = tuple(f"2017-01-{d}" for d in (28, 30, 31)) + tuple(
@@ -161,6 +163,8 @@ WINDOWS = (
     (None, "2017-02-15"),
     ("2017-02-15", "2017-03-31"),
     ("2017-03-05", "2017-02-01"),  # since after until: nothing
+    (None, "2017-03-31"),  # up to a month's end
+    ("2017-01-28", "2017-04-03"),  # partial, two whole, partial
 )
 
 

@@ -362,7 +362,10 @@ class FirestoreStore:
         for snapshot in (s for result in results for s in result if s.exists):
             label = snapshot.get("label")
             for field, texts in (snapshot.to_dict() or {}).get("t", {}).items():
-                counted = forms[label, _decode(field)]
+                # The field mask is shared by a chunk's documents: skip other labels' keys.
+                counted = forms.get((label, _decode(field)))
+                if counted is None:
+                    continue
                 for text_field, mentions in texts.items():
                     text = _decode(text_field)
                     counted[text] = counted.get(text, 0) + mentions
