@@ -46,6 +46,11 @@ class Served:
                 pass
         return total / 1024
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the main process (not its NLP workers)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def metric(self, name: str) -> float:
         """Sum of a Prometheus metric's samples (all label values)."""
         with urllib.request.urlopen(self.url + "/metrics", timeout=10) as response:
