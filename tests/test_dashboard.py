@@ -12,6 +12,7 @@ import csv
 import io
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -117,11 +118,12 @@ async def open_tab(browser: Browser) -> AsyncIterator[OpenTab]:
     """`await open_tab(url)`: a fresh context (own sessionStorage) at desktop size."""
     contexts = []
 
-    async def start(url: str, viewport: dict[str, int] = DESKTOP) -> Tab:
+    async def start(url: str) -> Tab:
         context = await browser.new_context(
-            viewport=viewport,  # type: ignore[arg-type]
+            viewport=DESKTOP,  # type: ignore[arg-type]
             locale="en-US",
-            timezone_id="UTC",
+            # West of UTC, so a date shown in local time would be the day before.
+            timezone_id="America/Los_Angeles",
             accept_downloads=True,
             reduced_motion="reduce",
         )
@@ -234,6 +236,8 @@ async def test_overview_shows_the_api_numbers(seeded: Service, open_tab: OpenTab
             ...[...r.querySelectorAll('time')].map(t => t.dateTime)])""",
     )
     assert shown == [[p["name"], p["posts"], p["first_date"], p["last_date"]] for p in publications]
+    first = await page.locator("table.publications tbody time").first.inner_text()
+    assert first == date.fromisoformat(publications[0]["first_date"]).strftime("%b %-d, %Y")
     total = sum(p["posts"] for p in publications)
     assert f"{total} posts from 9 publications" in await page.locator(".view-head").inner_text()
 
