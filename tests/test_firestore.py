@@ -151,12 +151,12 @@ async def test_real_articles_counted_exactly_with_batched_writes(
         await send(svc, chosen)
         await svc.wait_processed()
         await check_against(svc, expect, chosen)
-        # Both ends inside a month, so day and month documents are read (articles: Jan-Feb 2017).
-        for since, until in (("2017-01-30", "2017-02-05"), ("2017-01-28", None)):
+        # Ends inside months, so day and month documents are read (articles: 2017-01-27..02-13).
+        for since, until in (("2017-01-27", "2017-02-07"), ("2017-02-08", None)):
             params = {"since": since, "limit": 1000, **({"until": until} if until else {})}
             got = await svc.get_json("/v1/entities", params=params)
             want = ranked(expect.top(since=since, until=until), "posts", 1000)
-            assert len(want) > 100
+            assert len(want) > 50
             assert [(e["label"], e["key"], e["posts"], e["mentions"]) for e in got["entities"]] == (
                 want
             )

@@ -122,7 +122,9 @@ class FirestoreStore:
                 fresh[processed.post.id] = processed
         stored: list[str] = []
         pending = sorted(fresh.values(), key=lambda p: (p.post.publication, p.post.date, p.post.id))
-        for group in self._plan(pending):
+        # Planned in full first, so that a post too large for any commit stops the write
+        # before anything is committed.
+        for group in list(self._plan(pending)):
             while group:
                 try:
                     await self._commit(group)
@@ -186,7 +188,7 @@ class FirestoreStore:
         queries = [
             self._counts_query(low, high, publication, query.labels)
             for low, high in _period_ranges(query.since, query.until)
-            for publication in query.publications or (None,)
+            for publication in _each(query.publications)
         ]
         results = await asyncio.gather(*(self._stream(q) for q in queries))
         sums: dict[tuple[str, str], list[int]] = {}
@@ -221,7 +223,7 @@ class FirestoreStore:
                     FieldPath("m", field).to_api_repr(),
                 ]
             )
-            for publication in query.publications or (None,)
+            for publication in _each(query.publications)
         ]
         results = await asyncio.gather(*(self._stream(q) for q in queries))
         sums: dict[tuple[str, str], list[int]] = {}
@@ -421,6 +423,11 @@ class FirestoreStore:
 
 async def _collect(snapshots: Any) -> list[Any]:
     return [snapshot async for snapshot in snapshots]
+
+
+def _each(publications: Sequence[str]) -> Iterable[str | None]:
+    """One query per publication asked for (each once), or one query for all."""
+    return dict.fromkeys(publications) if publications else (None,)
 
 
 def _documents_of(processed: ProcessedPost) -> set[tuple[str, ...]]:
