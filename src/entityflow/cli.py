@@ -107,6 +107,7 @@ def top(
     """Top entities as a table, read straight from the store."""
     from entityflow.models import EntityQuery
     from entityflow.report import top_table
+    from entityflow.stores.base import StoreError
 
     settings = settings_from(**flags)
     query = EntityQuery(
@@ -118,7 +119,10 @@ def top(
         sort=sort,  # type: ignore[arg-type]
     )
     with user_errors():
-        click.echo(run_async(top_table(settings, query)))
+        try:
+            click.echo(run_async(top_table(settings, query)))
+        except StoreError as error:
+            raise click.ClickException(str(error)) from None
 
 
 @main.command()
