@@ -117,30 +117,36 @@ class Writer:
             try:
                 result = await self._store.write(batch)
             except StoreError as error:
-                self._call_started = None
-                kind = "transient" if error.transient else "permanent"
-                self._metrics.store_errors.labels(kind).inc()
                 if not error.transient:
+                    self._metrics.store_errors.labels("permanent").inc()
                     await self._isolate(batch, error)
                     return
-                self.healthy = False
-                delay = min(self._max_backoff, 0.05 * 2**attempt) * random.uniform(0.5, 1.0)
-                attempt += 1
-                log.warning(
-                    "store write of %d posts failed (%s); retry %d in %.2fs",
-                    len(batch),
-                    error,
-                    attempt,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                continue
+                self._metrics.store_errors.labels("transient").inc()
+                reason = str(error)
+            except Exception as error:
+                # A bug in a store must not end the writer: the posts stay pending and
+                # journaled, and the write is retried like a transient failure.
+                self._metrics.store_errors.labels("unexpected").inc()
+                log.exception("unexpected error writing %d posts", len(batch))
+                reason = f"{type(error).__name__}: {error}"
+            else:
+                self._metrics.persisted.inc(len(result.stored))
+                self._metrics.duplicates.inc(len(result.duplicates))
+                await self._on_done(batch, None)
+                return
             finally:
                 self._call_started = None
-            self._metrics.persisted.inc(len(result.stored))
-            self._metrics.duplicates.inc(len(result.duplicates))
-            await self._on_done(batch, None)
-            return
+            self.healthy = False
+            delay = min(self._max_backoff, 0.05 * 2**attempt) * random.uniform(0.5, 1.0)
+            attempt += 1
+            log.warning(
+                "store write of %d posts failed (%s); retry %d in %.2fs",
+                len(batch),
+                reason,
+                attempt,
+                delay,
+            )
+            await asyncio.sleep(delay)
 
     async def _isolate(self, batch: list[ProcessedPost], error: StoreError) -> None:
         if len(batch) == 1:
