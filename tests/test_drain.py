@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -98,9 +99,35 @@ async def test_second_signal_exits_at_once(
             server.url + "/v1/posts/batch", json=batch, headers={"X-API-Key": API_KEY}
         ) as response:
             assert response.status == 202
+    tree = descendants(server.process.pid)
+    assert len(tree) >= 2, "expected a forkserver and a worker"
     server.signal(signal.SIGTERM)
     await asyncio.sleep(0.5)
     server.signal(signal.SIGTERM)
     code = await asyncio.to_thread(server.wait, 20)
     assert code == 128 + signal.SIGTERM
     assert "exiting at once" in server.log
+    # Nothing of the process tree outlives it, not even the pool's workers.
+    for _ in range(100):
+        if not any(Path(f"/proc/{pid}").exists() for pid in tree):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"left behind: {[p for p in tree if Path(f'/proc/{p}').exists()]}")
+
+
+def descendants(root: int) -> list[int]:
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        found.extend(children)
+        frontier.extend(children)
+    return found

@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import select
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +44,8 @@ class WorkerConfig:
     labels: frozenset[str]
     ignore_self_mentions: bool = False
     log_level: int = logging.INFO
+    # The service's main process: a worker exits when it does, however it ended.
+    parent_pid: int | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -81,6 +85,8 @@ def load(model: str, pipeline: str) -> Any:
 def init_worker(config: WorkerConfig, log_queue: Queue[Any] | None) -> None:
     """Process-pool initializer: route logs to the parent, then load the model once."""
     global _nlp, _config, _crash_marker
+    if config.parent_pid is not None:
+        _exit_with(config.parent_pid)
     if log_queue is not None:
         root = logging.getLogger()
         root.handlers[:] = [logging.handlers.QueueHandler(log_queue)]
@@ -96,6 +102,26 @@ def init_worker(config: WorkerConfig, log_queue: Queue[Any] | None) -> None:
         config.pipeline,
         time.perf_counter() - started,
     )
+
+
+def _exit_with(pid: int) -> None:
+    """Exit as soon as process `pid` ends.
+
+    Workers are forked by the forkserver, not by the main process, and hold the pipes that
+    would tell them it died: after a SIGKILL of the main process they would wait forever.
+    """
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)
+    except OSError:  # a kernel without pidfd: then a SIGKILLed service leaves us behind
+        return
+
+    def watch() -> None:
+        select.select([handle], [], [])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def ready() -> int:

@@ -73,6 +73,7 @@ class WorkerPool:
             labels=settings.labels,
             ignore_self_mentions=settings.ignore_self_mentions,
             log_level=logging.getLevelName(settings.log_level),
+            parent_pid=os.getpid(),
         )
         self._relay = relay
         self._metrics = metrics
