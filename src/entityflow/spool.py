@@ -41,12 +41,12 @@ HEADER = struct.Struct("<II")  # payload length, CRC-32 of the payload
 SEGMENT_SUFFIX = ".seg"
 QUARANTINE_SUFFIX = ".corrupt"
 SEGMENT_BYTES = 32 * 1024 * 1024
-# No single record comes near this (a batch is ≤ 1000 posts of ≤ 8 MiB in all); a larger
-# length field can only be damage.
+# A record holds one post, far below this (its body is at most ENTITYFLOW_MAX_BODY_BYTES);
+# a larger length field can only be damage.
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 RETRY_AFTER = 5
 
-Writer = Callable[[int, memoryview], int]
+WriteFn = Callable[[int, memoryview], int]  # os.write, or a failing one in tests
 
 
 def encode_record(payload: Any) -> bytes:
@@ -138,7 +138,7 @@ class Spool:
         *,
         metrics: Metrics | None = None,
         segment_bytes: int = SEGMENT_BYTES,
-        write: Writer = os.write,
+        write: WriteFn = os.write,
     ) -> None:
         self.directory = directory
         self._metrics = metrics
