@@ -117,6 +117,22 @@ async def test_torn_final_record_is_skipped_and_reported(
     await spool.close()
 
 
+async def test_zeros_after_the_last_record_are_a_torn_tail_not_damage(tmp_path: Path) -> None:
+    spool, _ = await reopen(tmp_path)
+    posts = make_posts(2)
+    await spool.append(posts)
+    await spool.close()
+    (segment,) = spool.segments()
+    with open(segment, "ab") as file:  # blocks allocated, the write never landed
+        file.write(b"\0" * 4096)
+    scan = scan_segment(segment)
+    assert (scan.torn, scan.corrupt, len(scan.records)) == (True, None, 2)
+    spool, recovered = await reopen(tmp_path)
+    assert recovered == posts
+    assert not list(tmp_path.glob(f"*{QUARANTINE_SUFFIX}"))
+    await spool.close()
+
+
 async def test_corrupt_segment_is_quarantined_and_the_rest_recovered(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -72,15 +72,14 @@ def scan_segment(path: Path) -> SegmentScan:
     scan = SegmentScan(path)
     offset = 0
     while offset < len(data):
-        rest = data[offset:]
-        if not rest.strip(b"\0"):
-            # Zeros to the end: space the file system allocated but the write never filled.
-            scan.torn = True
-            break
-        if len(rest) < HEADER.size:
+        if len(data) - offset < HEADER.size:
             scan.torn = True
             break
         length, crc = HEADER.unpack_from(data, offset)
+        if length == crc == 0 and not data[offset:].strip(b"\0"):
+            # Zeros to the end: space the file system allocated but the write never filled.
+            scan.torn = True
+            break
         if length > MAX_RECORD_BYTES:
             scan.corrupt = f"impossible record length {length} at byte {offset}"
             break
