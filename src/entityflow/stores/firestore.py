@@ -3,7 +3,7 @@
 The data model and its costs are written down in docs/firestore.md. In short: a document per
 post (created with a precondition, in the same commit as its increments), counter documents
 per (publication, day or month, label, shard) holding maps key -> posts / mentions, surface
-surface forms per (label, bucket of keys, shard), and a summary per (publication, shard).
+forms per (label, bucket of keys, shard), and a summary per (publication, shard).
 """
 
 from __future__ import annotations
