@@ -306,12 +306,16 @@ class Pipeline:
     async def _dispatch(self) -> None:
         limit = self._settings.nlp_batch_size
         while True:
+            # A batch is cut when a worker can take it, from what waits then. Near the end
+            # of a burst batches shrink (half of what is left each, for two workers), so the
+            # workers finish together instead of one idling through the other's last batch.
+            await self._slots.acquire()
             first = await self.queue.get()
+            size = min(limit, -(-(self.queue.qsize() + 1) // self.pool.size))
             batch = [first]
-            while len(batch) < limit and not self.queue.empty():
+            while len(batch) < size and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             self._metrics.queue_depth.set(self.queue.qsize())
-            await self._slots.acquire()
             task = asyncio.create_task(self._process(batch))
             self._batches.add(task)
             task.add_done_callback(self._batches.discard)
