@@ -93,12 +93,14 @@ async def test_refusals_are_counted_by_reason(
     async with service(queue_size=5) as svc:
         before = await scrape(svc)
         response = await svc.post("/v1/posts/batch", [as_post(a) for a in articles[:6]])
-        assert response.status == 503
+        assert response.status == 413  # more than the whole queue holds
         await svc.pipeline.drain(30)
         response = await svc.post("/v1/posts", as_post(articles[0]))
         assert response.status == 503
         after = await scrape(svc)
-    assert moved(before, after, "entityflow_posts_rejected_total", reason="queue_full") == 6
+    assert (
+        moved(before, after, "entityflow_posts_rejected_total", reason="batch_exceeds_queue") == 6
+    )
     assert moved(before, after, "entityflow_posts_rejected_total", reason="draining") == 1
     assert moved(before, after, "entityflow_posts_accepted_total") == 0
     assert value(after, "entityflow_draining") == 1
