@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     batch_size: int = Field(500, ge=1, le=10_000)
     flush_interval: float = Field(0.5, gt=0, le=60)
     nlp_batch_size: int = Field(32, ge=1, le=1000)
+    worker_nice: int = Field(10, ge=0, le=19)
     drain_timeout: float = Field(60.0, gt=0)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_content_chars: int = Field(100_000, ge=1)

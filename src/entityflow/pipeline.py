@@ -72,6 +72,7 @@ class WorkerPool:
             pipeline=settings.pipeline,
             labels=settings.labels,
             ignore_self_mentions=settings.ignore_self_mentions,
+            nice=settings.worker_nice,
             log_level=logging.getLevelName(settings.log_level),
             parent_pid=os.getpid(),
         )
