@@ -122,7 +122,11 @@ class Summary:
             "retries": self.retries,
             "seconds": round(self.seconds, 3),
             "posts_per_second": round(self.posts_per_second, 1),
-            "bad_rows": [{"line": row.line, "reason": row.reason} for row in self.bad_rows],
+            # In file order: rows the service refuses are found later than the ones read bad.
+            "bad_rows": [
+                {"line": row.line, "reason": row.reason}
+                for row in sorted(self.bad_rows, key=lambda row: row.line)
+            ],
             "bad_rows_omitted": self.rejected - len(self.bad_rows),
             "exit_status": self.status,
             "error": self.error,
