@@ -7,6 +7,7 @@ from typing import Any
 
 from entityflow import api
 from entityflow.dataset import Article
+from entityflow.entities import is_self_mention
 from tests.conftest import Service, ServiceFactory
 from tests.oracle import Expected
 
@@ -115,3 +116,28 @@ async def test_resending_changes_no_count(
         registry = svc.app[api.METRICS].registry
         duplicates = registry.get_sample_value("entityflow_posts_duplicate_total")
         assert duplicates is not None and duplicates >= len(chosen)
+
+
+async def test_ignoring_self_mentions_drops_only_those(
+    service: ServiceFactory, articles: list[Article], expected: Callable[..., Expected]
+) -> None:
+    chosen = [a for a in articles if a.publication in ("Al Jazeera", "TASS")][:30]
+    expect = expected(chosen)
+    async with service(ignore_self_mentions=True) as svc:
+        await send(svc, chosen)
+        await svc.wait_processed()
+        dropped = 0
+        for article in chosen:
+            post = await svc.get_json(f"/v1/posts/{article.id}")
+            got = {(e["label"], e["key"]): e["count"] for e in post["entities"]}
+            kept = {
+                entity: count
+                for entity, count in expect.posts[article.id].items()
+                if not is_self_mention(entity[1], article.publication)
+            }
+            dropped += len(expect.posts[article.id]) - len(kept)
+            assert got == kept, article.id
+        # The corpus's boilerplate ("Source: Al Jazeera", "/TASS/") is really there.
+        assert dropped >= 10
+        keys = {key for _, key, _, _ in await api_top(svc, limit=1000)}
+        assert not keys & {"al jazeera", "source:-al jazeera", "tass"}

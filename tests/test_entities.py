@@ -1,6 +1,6 @@
 import pytest
 
-from entityflow.entities import DEFAULT_LABELS, count_entities, normalise
+from entityflow.entities import DEFAULT_LABELS, count_entities, is_self_mention, normalise
 
 
 @pytest.mark.parametrize(
@@ -37,7 +37,26 @@ def test_count_entities_groups_by_label_and_key_and_drops_uncounted_labels() -> 
     assert counts == {("PERSON", "obama"): ("Obama", 3), ("ORG", "obama"): ("Obama", 1)}
 
 
-def test_count_entities_ignores_given_keys() -> None:
-    spans = [("Al Jazeera", "ORG"), ("Qatar", "GPE")]
-    counts = count_entities(spans, DEFAULT_LABELS, frozenset({"al jazeera"}))
+@pytest.mark.parametrize(
+    ("key", "publication", "own"),
+    [
+        ("al jazeera", "Al Jazeera", True),
+        ("source:-al jazeera", "Al Jazeera", True),
+        ("/tass/", "TASS", True),
+        ("bbc news", "BBC", True),
+        ("itar-tass", "TASS", False),  # another name, not boilerplate
+        ("new york times", "The Times", False),
+        ("times", "The Times", True),
+        ("al", "Al Jazeera", False),
+        ("qatar", "Al Jazeera", False),
+    ],
+)
+def test_self_mentions(key: str, publication: str, own: bool) -> None:
+    assert is_self_mention(key, publication) is own
+
+
+def test_count_entities_drops_self_mentions_only_when_asked() -> None:
+    spans = [("Al Jazeera", "ORG"), ("Source: Al Jazeera", "ORG"), ("Qatar", "GPE")]
+    assert len(count_entities(spans, DEFAULT_LABELS)) == 3
+    counts = count_entities(spans, DEFAULT_LABELS, publication="Al Jazeera")
     assert [(e.label, e.key) for e in counts] == [("GPE", "qatar")]

@@ -52,22 +52,42 @@ def display_text(text: str) -> str:
     return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip()
 
 
+# Words that boilerplate puts around an outlet's own name ("Source: Al Jazeera", "BBC News").
+_BOILERPLATE_WORDS = frozenset({"source", "sources", "via", "by", "copyright", "news", "photo"})
+_WORD = re.compile(r"\w+")
+
+
+def is_self_mention(key: str, publication: str) -> bool:
+    """Whether an entity key names the publication itself, possibly wrapped in boilerplate:
+    "/TASS/" and "Source:-Al Jazeera" do, for TASS and Al Jazeera; "ITAR-TASS" does not."""
+    own = _WORD.findall(normalise(publication))
+    words = _WORD.findall(key)
+    if not own:
+        return False
+    for start in range(len(words) - len(own) + 1):
+        if words[start : start + len(own)] == own:
+            rest = words[:start] + words[start + len(own) :]
+            return all(word in _BOILERPLATE_WORDS for word in rest)
+    return False
+
+
 def count_entities(
     spans: Iterable[tuple[str, str]],
     labels: frozenset[str],
-    ignore_keys: frozenset[str] = frozenset(),
+    publication: str | None = None,
 ) -> list[EntityCount]:
     """Aggregate one post's (text, label) spans into counts per (label, key).
 
-    The display text of each entity is its most frequent surface form in the post
-    (ties go to the first seen), so the result does not depend on dict ordering.
+    With `publication`, mentions of that publication itself are dropped (the opt-in
+    ENTITYFLOW_IGNORE_SELF_MENTIONS). The display text of each entity is its most frequent
+    surface form in the post (ties go to the first seen).
     """
     counts: dict[tuple[str, str], dict[str, int]] = {}
     for text, label in spans:
         if label not in labels:
             continue
         key = normalise(text)
-        if not key or key in ignore_keys:
+        if not key or (publication is not None and is_self_mention(key, publication)):
             continue
         forms = counts.setdefault((label, key), {})
         surface = display_text(text)

@@ -17,7 +17,7 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
-from entityflow.entities import count_entities, normalise
+from entityflow.entities import count_entities
 from entityflow.models import EntityCount
 
 # Components each pipeline keeps. In en_core_web_sm the `ner` component has its own
@@ -150,11 +150,9 @@ def extract(items: Sequence[tuple[str, str]]) -> BatchResult:
     with _nlp.memory_zone():
         docs = _nlp.pipe((text for _, text in items), batch_size=PIPE_BATCH_SIZE)
         for (publication, _), doc in zip(items, docs, strict=True):
-            ignore = (
-                frozenset({normalise(publication)}) if _config.ignore_self_mentions else frozenset()
-            )
             spans = [(ent.text, ent.label_) for ent in doc.ents]
-            results.append(tuple(count_entities(spans, _config.labels, ignore)))
+            own = publication if _config.ignore_self_mentions else None
+            results.append(tuple(count_entities(spans, _config.labels, own)))
     return BatchResult(
         tuple(results),
         time.perf_counter() - started,
