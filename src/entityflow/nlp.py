@@ -5,6 +5,7 @@ Everything crossing the process boundary is plain picklable data; spaCy objects 
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import logging.handlers
 import os
@@ -32,6 +33,14 @@ PIPELINES: dict[str, tuple[str, ...]] = {
 # task at once: measured on news, 32 posts at once peak at 540 MiB per worker, 8 at 220 MiB,
 # for the same CPU time per post (docs/benchmarks.md).
 PIPE_BATCH_SIZE = 8
+
+# glibc keeps the heap a large batch grew (its mmap threshold rises after big frees), so a
+# worker's RSS would climb to the high-water mark of its largest batch; trimming after each
+# batch hands it back (~1 ms). Absent outside glibc.
+try:
+    _malloc_trim: Any = ctypes.CDLL("libc.so.6").malloc_trim
+except (OSError, AttributeError):
+    _malloc_trim = None
 
 # Test hook: a post containing this marker kills its worker; set only by the fault tests.
 CRASH_MARKER_ENV = "ENTITYFLOW_TEST_CRASH_MARKER"
@@ -153,6 +162,8 @@ def extract(items: Sequence[tuple[str, str]]) -> BatchResult:
             spans = [(ent.text, ent.label_) for ent in doc.ents]
             own = publication if _config.ignore_self_mentions else None
             results.append(tuple(count_entities(spans, _config.labels, own)))
+    if _malloc_trim is not None:
+        _malloc_trim(0)
     return BatchResult(
         tuple(results),
         time.perf_counter() - started,
