@@ -618,23 +618,31 @@ def main() -> None:
         "settings": ", ".join(f"{k}={v}" for k, v in sorted(env.items())),
     }
     log(f"{len(items)} articles, {words(items):,} words; parts {', '.join(parts)}")
+
+    def save() -> None:  # after each part, so an interrupted run keeps what it measured
+        results["load_after"] = os.getloadavg()
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+
     if "limit" in parts:
         results["limit"] = baseline("limit", args.posts, args.workers, args.limit_batch_size)
         log(f"limit: {results['limit']['posts_per_second']:.1f} posts/s")
+        save()
     if "naive" in parts:
         results["naive"] = baseline("naive", min(args.naive_posts, args.posts), 1, 1)
         log(f"naive: {results['naive']['posts_per_second']:.1f} posts/s")
+        save()
     if "e2e" in parts:
         results["e2e"] = end_to_end(items, env, args.probe_rate, args.replay_arg)
         log(f"e2e: {results['e2e']['posts_per_second']:.1f} posts/s")
+        save()
     if "ingest" in parts:
         results["ingest"] = ingest(items, env, args.ingest_seconds)
+        save()
     if "memory" in parts:
         looped = list(articles())
         results["memory"] = memory(looped, env, args.memory_posts)
-    results["load_after"] = os.getloadavg()
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        save()
     print(markdown(results))
 
 
