@@ -4,6 +4,7 @@ serve` subprocess, real news articles and the independent count to check them ag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -75,6 +76,25 @@ class Service:
         while self.pipeline.pending:
             assert time.monotonic() < deadline, f"{len(self.pipeline.pending)} posts unprocessed"
             await asyncio.sleep(0.05)
+
+
+def children(pid: int) -> list[int]:
+    """A process's children, from /proc."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found.extend(int(child) for child in task.read_text().split())
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`: for `serve`, the forkserver and the NLP workers."""
+    found, todo = [], children(pid)
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children(child))
+    return found
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -12,7 +12,7 @@ import pytest
 
 from entityflow.dataset import Article
 from entityflow.stores.sqlite import SQLiteStore
-from tests.conftest import API_KEY, ServeProcess
+from tests.conftest import API_KEY, ServeProcess, descendants
 from tests.oracle import Expected
 
 pytestmark = pytest.mark.slow
@@ -114,20 +114,3 @@ async def test_second_signal_exits_at_once(
         await asyncio.sleep(0.1)
     else:
         raise AssertionError(f"left behind: {[p for p in tree if Path(f'/proc/{p}').exists()]}")
-
-
-def descendants(root: int) -> list[int]:
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = [], [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
-        found.extend(children)
-        frontier.extend(children)
-    return found

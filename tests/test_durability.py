@@ -24,28 +24,11 @@ from entityflow import api
 from entityflow.dataset import Article
 from entityflow.models import PostRecord
 from entityflow.spool import HEADER, QUARANTINE_SUFFIX, Spool, scan_segment
-from tests.conftest import API_KEY, ServeProcess, ServiceFactory
+from tests.conftest import API_KEY, ServeProcess, ServiceFactory, children, descendants
 from tests.oracle import Expected
 
 HEADERS = {"X-API-Key": API_KEY}
 POISON = "ENTITYFLOW-TEST-POISON-7f3a"
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        with contextlib.suppress(OSError):
-            found.extend(int(child) for child in task.read_text().split())
-    return found
-
-
-def descendants(pid: int) -> list[int]:
-    found, todo = [], children(pid)
-    while todo:
-        child = todo.pop()
-        found.append(child)
-        todo.extend(children(child))
-    return found
 
 
 def worker_pids(serve_pid: int) -> list[int]:

@@ -18,7 +18,7 @@ import pytest
 
 from entityflow.config import Settings
 from entityflow.dataset import Article
-from tests.conftest import API_KEY, ROOT, ServeProcess
+from tests.conftest import API_KEY, ROOT, ServeProcess, descendants
 
 UNITS = ROOT / "systemd"
 INSTALLED_ENTRYPOINT = "/opt/entityflow/venv/bin/entityflow"
@@ -232,22 +232,6 @@ def test_the_sandbox_refuses_what_the_unit_forbids(
         assert outside.returncode == 0, outside.stderr
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def _seccomp_mode(pid: int) -> str:
     status = Path(f"/proc/{pid}/status").read_text()
     return re.search(r"^Seccomp:\s*(\d)", status, re.M)[1]  # type: ignore[index]
@@ -260,7 +244,7 @@ def test_service_runs_in_the_units_sandbox(
     """spaCy, thinc, numpy, uvloop, aiohttp and SQLite need no writable+executable memory, no
     system call outside @system-service's allowed part, no other address family."""
     server = serve_process(PYTHONPATH=str(sandbox_path))
-    family = [server.process.pid, *_descendants(server.process.pid)]
+    family = [server.process.pid, *descendants(server.process.pid)]
     assert len(family) >= 3, family  # serve, the forkserver, a worker
     assert {_seccomp_mode(pid) for pid in family} == {"2"}  # every one filtered
 
