@@ -257,7 +257,7 @@ class Pipeline:
             raise
         finally:
             self._reserved -= len(fresh)
-        self.requeue(fresh)
+        self._enqueue(fresh)
         self._metrics.accepted.inc(len(fresh))
 
     async def recover(self, posts: Sequence[PostRecord]) -> None:
@@ -267,8 +267,8 @@ class Pipeline:
             await self.queue.put(_Queued(post, time.monotonic()))
             self._metrics.queue_depth.set(self.queue.qsize())
 
-    def requeue(self, posts: Sequence[PostRecord]) -> None:
-        """Queue posts already journaled (also used by recovery at start-up)."""
+    def _enqueue(self, posts: Sequence[PostRecord]) -> None:
+        """Queue accepted posts; `accept` has made sure there is room."""
         now = time.monotonic()
         for post in posts:
             self.pending[post.id] = post
