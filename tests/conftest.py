@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -127,6 +128,8 @@ def service(tmp_path: Path) -> ServiceFactory:
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         async with aiohttp.ClientSession() as http:
             try:
+                # Earlier tests' garbage is finalised now, not at random inside the check.
+                gc.collect()
                 # While the test runs, a blocking call on the event loop fails it.
                 with blockbuster_ctx() as blockbuster:
                     # Except the garbage collector finalising an earlier test's
