@@ -9,10 +9,9 @@ import contextlib
 import os
 import signal
 import sqlite3
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -204,23 +203,11 @@ async def test_worker_sigkill_and_poison_post(
 
 
 @pytest.fixture
-def journal_on_tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """data_dir/journal on a 2 MiB tmpfs, mostly filled (needs root; skipped elsewhere)."""
-    mount = tmp_path / "journal"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    filler = mount / "filler"
+def journal_on_tiny_disk(tmpfs: Callable[[str, str], Path]) -> Path:
+    """data_dir/journal on a 2 MiB tmpfs, mostly filled; returns the filler file."""
+    filler = tmpfs("journal", "2m") / "filler"
     filler.write_bytes(b"\0" * 1_900_000)
-    try:
-        yield filler
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    return filler
 
 
 async def test_full_journal_disk_answers_503_then_recovers(

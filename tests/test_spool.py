@@ -6,9 +6,8 @@ import asyncio
 import errno
 import logging
 import os
-import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -195,21 +194,9 @@ async def test_failed_append_leaves_no_half_record(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs: a real disk that fills up (needs root; skipped elsewhere)."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+def tiny_fs(tmpfs: Callable[[str, str], Path]) -> Path:
+    """A 1 MiB tmpfs: a real disk that fills up."""
+    return tmpfs("tiny", "1m")
 
 
 async def test_full_disk_refuses_then_recovers(tiny_fs: Path) -> None:
