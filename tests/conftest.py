@@ -134,6 +134,20 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+@asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    """Run an aiohttp app on a free port of 127.0.0.1 and give its base URL."""
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
 ServiceFactory = Callable[..., AbstractAsyncContextManager[Service]]
 
 
@@ -143,27 +157,18 @@ def service(tmp_path: Path) -> ServiceFactory:
 
     @asynccontextmanager
     async def start(store: Store | None = None, **overrides: Any) -> AsyncIterator[Service]:
-        settings = make_settings(tmp_path, **overrides)
-        app = build_app(settings, store)
-        runner = web.AppRunner(app, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        async with aiohttp.ClientSession() as http:
-            try:
-                # Earlier tests' garbage is finalised now, not at random inside the check.
-                gc.collect()
-                # While the test runs, a blocking call on the event loop fails it.
-                with blockbuster_ctx() as blockbuster:
-                    # Except the garbage collector finalising an earlier test's
-                    # multiprocessing lock on this thread: a few bytes to a local pipe.
-                    blockbuster.functions["os.write"].can_block_in(
-                        "multiprocessing/resource_tracker.py", {"_check_alive", "_send"}
-                    )
-                    yield Service(f"http://127.0.0.1:{port}", app, http)
-            finally:
-                await runner.cleanup()
+        app = build_app(make_settings(tmp_path, **overrides), store)
+        async with serve_app(app) as url, aiohttp.ClientSession() as http:
+            # Earlier tests' garbage is finalised now, not at random inside the check.
+            gc.collect()
+            # While the test runs, a blocking call on the event loop fails it.
+            with blockbuster_ctx() as blockbuster:
+                # Except the garbage collector finalising an earlier test's
+                # multiprocessing lock on this thread: a few bytes to a local pipe.
+                blockbuster.functions["os.write"].can_block_in(
+                    "multiprocessing/resource_tracker.py", {"_check_alive", "_send"}
+                )
+                yield Service(url, app, http)
 
     return start
 

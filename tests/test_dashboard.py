@@ -20,12 +20,11 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 import pytest_asyncio
-from aiohttp import web
 from playwright.async_api import Browser, Download, Page, async_playwright
 
 from entityflow.dataset import Article, articles
 from entityflow.server import build_app
-from tests.conftest import API_KEY, Service, ServiceFactory, make_settings
+from tests.conftest import API_KEY, Service, ServiceFactory, make_settings, serve_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
@@ -64,21 +63,13 @@ def spread_articles() -> list[Article]:
 async def seeded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Service]:
     """A real service on 127.0.0.1 holding 126 real articles from nine publications."""
     app = build_app(make_settings(tmp_path_factory.mktemp("dashboard")))
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    async with aiohttp.ClientSession() as http:
-        svc = Service(f"http://127.0.0.1:{port}", app, http)
+    async with serve_app(app) as url, aiohttp.ClientSession() as http:
+        svc = Service(url, app, http)
         posts = [article.as_post() for article in spread_articles()]
         async with await svc.post("/v1/posts/batch", posts) as response:
             assert response.status == 202, await response.text()
         await svc.wait_processed(timeout=240)
-        try:
-            yield svc
-        finally:
-            await runner.cleanup()
+        yield svc
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from entityflow.dataset import COLUMNS, Article, write_csv
 from entityflow.replay import ReplayOptions, Summary, replay
-from tests.conftest import API_KEY, ServeProcess
+from tests.conftest import API_KEY, ServeProcess, serve_app
 from tests.oracle import Expected
 from tests.test_counting import ranked
 
@@ -331,16 +331,9 @@ async def sink(script: list[tuple[int, dict[str, str]]] | None = None) -> AsyncI
 
     app = web.Application()
     app.router.add_post("/v1/posts/batch", batch)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state.url = f"http://127.0.0.1:{port}"
-    try:
+    async with serve_app(app) as url:
+        state.url = url
         yield state
-    finally:
-        await runner.cleanup()
 
 
 async def test_other_columns_a_fixed_publication_skip_and_limit(tmp_path: Path) -> None:
