@@ -59,12 +59,16 @@ def make_posts(count: int = 80, seed: int = 3) -> list[ProcessedPost]:
             EntityCount(label, key, rng.choice(forms), rng.randint(1, 3))
             for label, key, forms in chosen
         )
+        day = rng.choice(DAYS)
         record = PostRecord(
             id=f"post-{number:03d}",
             publication=rng.choice(PUBLICATIONS),
             content="(not stored)",
-            date=rng.choice(DAYS),
+            date=day,
             title=f"title {number}",
+            url=f"https://news.example/{number}?a=1&b=ü",
+            author="A. Writer" if number % 2 else None,
+            published_at=f"{day}T12:00:00+00:00" if number % 3 else None,
             accepted_at="2017-05-01T00:00:00+00:00",
         )
         posts.append(ProcessedPost(record, entities))
@@ -250,7 +254,14 @@ async def test_get_post(filled: Store) -> None:
     for processed in POSTS[::7]:
         post = processed.post
         assert await filled.get_post(post.id) == StoredPost(
-            post.id, post.publication, post.date, processed.entities
+            post.id,
+            post.publication,
+            post.date,
+            processed.entities,
+            post.title,
+            post.url,
+            post.author,
+            post.published_at,
         )
     assert await filled.get_post("post-999") is None
 

@@ -125,6 +125,10 @@ class StoredPost:
     publication: str
     date: str
     entities: tuple[EntityCount, ...]
+    title: str | None = None
+    url: str | None = None
+    author: str | None = None
+    published_at: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -181,3 +185,57 @@ class WriteResult:
 
     stored: tuple[str, ...] = ()
     duplicates: tuple[str, ...] = ()
+
+
+# Reads for stories and comparisons (DESIGN.md "Stories and comparisons").
+
+
+@dataclass(slots=True, frozen=True)
+class PublicationEntityCount:
+    """One entity's counts in one publication (over a date range)."""
+
+    publication: str
+    label: str
+    key: str
+    posts: int
+    mentions: int
+
+
+@dataclass(slots=True, frozen=True)
+class PublicationDay:
+    """How many posts one publication published on one day."""
+
+    publication: str
+    date: str
+    posts: int
+
+
+@dataclass(slots=True, frozen=True)
+class PostsQuery:
+    """The posts that mention one entity, newest first; `after` is the last (date, id) seen."""
+
+    label: str
+    key: str
+    publications: tuple[str, ...] = ()
+    since: str | None = None
+    until: str | None = None
+    limit: int = 20
+    after: tuple[str, str] | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class PostSummary:
+    id: str
+    title: str | None
+    url: str | None
+    publication: str
+    date: str
+    count: int
+
+
+@dataclass(slots=True, frozen=True)
+class PostsPage:
+    """A page of posts, and the (date, id) to continue after, or None on the last page."""
+
+    posts: tuple[PostSummary, ...]
+    next: tuple[str, str] | None

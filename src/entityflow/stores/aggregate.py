@@ -15,12 +15,14 @@ FormKey = tuple[str, str, str]  # label, key, display text
 @dataclass(slots=True)
 class Increments:
     """Sums to add: [posts, mentions] per day and in total, mentions per surface form,
-    and [posts, first date, last date] per publication."""
+    [posts, first date, last date] per publication, and posts per publication and day."""
 
     daily: dict[DailyKey, list[int]] = field(default_factory=dict)
     totals: dict[TotalKey, list[int]] = field(default_factory=dict)
     forms: dict[FormKey, int] = field(default_factory=dict)
     publications: dict[str, list[int | str]] = field(default_factory=dict)
+    # Posts per (publication, date): the baseline that shares over time are taken of.
+    days: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def add(self, processed: ProcessedPost) -> None:
         post = processed.post
@@ -31,6 +33,8 @@ class Increments:
             summary[0] = int(summary[0]) + 1
             summary[1] = min(str(summary[1]), post.date)
             summary[2] = max(str(summary[2]), post.date)
+        day_key = (post.publication, post.date)
+        self.days[day_key] = self.days.get(day_key, 0) + 1
         for entity in processed.entities:
             day = self.daily.setdefault(
                 (post.publication, entity.label, entity.key, post.date), [0, 0]

@@ -10,7 +10,11 @@ from entityflow.models import (
     DailyCount,
     EntityQuery,
     EntityTotal,
+    PostsPage,
+    PostsQuery,
     ProcessedPost,
+    PublicationDay,
+    PublicationEntityCount,
     PublicationSummary,
     StoredPost,
     TimelineQuery,
@@ -64,6 +68,30 @@ class Store(Protocol):
 
     async def daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
         """One entity's counts per (publication, date), sorted by publication then date."""
+        ...
+
+    async def entity_counts(self, query: EntityQuery) -> list[PublicationEntityCount]:
+        """Every entity's counts per publication under the query's filters (no limit, no sort)."""
+        ...
+
+    async def display_texts(
+        self, entities: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        """The display text of each (label, key) given; every one of them must be stored."""
+        ...
+
+    async def publication_days(
+        self, publications: Sequence[str], since: str | None, until: str | None
+    ) -> list[PublicationDay]:
+        """Posts published per (publication, day), sorted by publication then date."""
+        ...
+
+    async def posts_mentioning(self, query: PostsQuery) -> PostsPage:
+        """The posts whose entities include (label, key), newest first (date, then id)."""
+        ...
+
+    async def search_entities(self, needle: str, limit: int) -> list[EntityTotal]:
+        """Entities whose key contains `needle` (a key), ranked by stores/search.py's rule."""
         ...
 
 

@@ -27,12 +27,17 @@ from entityflow.models import (
     EntityCount,
     EntityQuery,
     EntityTotal,
+    PostsPage,
+    PostsQuery,
     ProcessedPost,
+    PublicationDay,
+    PublicationEntityCount,
     PublicationSummary,
     StoredPost,
     TimelineQuery,
     WriteResult,
 )
+from entityflow.stores import firestore_reads
 from entityflow.stores.aggregate import Increments, increments, pick_display_text
 from entityflow.stores.base import StoreError
 
@@ -168,7 +173,16 @@ class FirestoreStore:
         entities = tuple(
             EntityCount(e["label"], e["key"], e["text"], int(e["count"])) for e in data["entities"]
         )
-        return StoredPost(data["id"], data["publication"], data["date"], entities)
+        return StoredPost(
+            data["id"],
+            data["publication"],
+            data["date"],
+            entities,
+            data.get("title"),
+            data.get("url"),
+            data.get("author"),
+            data.get("published_at"),
+        )
 
     async def publications(self) -> list[PublicationSummary]:
         snapshots = await self._stream(self._db.collection(PUBLICATIONS))
@@ -236,6 +250,25 @@ class FirestoreStore:
             day[1] += data["m"][field]
         return [DailyCount(pub, day, p, m) for (pub, day), (p, m) in sorted(sums.items())]
 
+    async def entity_counts(self, query: EntityQuery) -> list[PublicationEntityCount]:
+        return await firestore_reads.entity_counts(self, query)
+
+    async def display_texts(
+        self, entities: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        return await self._display_texts(entities)
+
+    async def publication_days(
+        self, publications: Sequence[str], since: str | None, until: str | None
+    ) -> list[PublicationDay]:
+        return await firestore_reads.publication_days(self, publications, since, until)
+
+    async def posts_mentioning(self, query: PostsQuery) -> PostsPage:
+        return await firestore_reads.posts_mentioning(self, query)
+
+    async def search_entities(self, needle: str, limit: int) -> list[EntityTotal]:
+        return await firestore_reads.search_entities(self, needle, limit)
+
     # Writing
 
     def _plan(self, posts: Sequence[ProcessedPost]) -> Iterable[list[ProcessedPost]]:
@@ -280,6 +313,9 @@ class FirestoreStore:
                         {"label": e.label, "key": e.key, "text": e.text, "count": e.count}
                         for e in processed.entities
                     ],
+                    "entity_ids": sorted(
+                        {firestore_reads.entity_id(e.label, e.key) for e in processed.entities}
+                    ),
                 },
             )
         for (collection, doc_id), fields in self._counter_writes(increments(group)):
@@ -333,6 +369,11 @@ class FirestoreStore:
                     "posts": Increment(int(count)),
                     "first": Minimum(_day_number(str(first))),
                     "last": Maximum(_day_number(str(last))),
+                    "days": {
+                        day: Increment(n)
+                        for (publication, day), n in added.days.items()
+                        if publication == name
+                    },
                 },
             )
 

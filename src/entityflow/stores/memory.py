@@ -8,12 +8,18 @@ from entityflow.models import (
     DailyCount,
     EntityQuery,
     EntityTotal,
+    PostsPage,
+    PostsQuery,
+    PostSummary,
     ProcessedPost,
+    PublicationDay,
+    PublicationEntityCount,
     PublicationSummary,
     StoredPost,
     TimelineQuery,
     WriteResult,
 )
+from entityflow.search import rank_matches
 from entityflow.stores.aggregate import Increments, pick_display_text
 
 
@@ -49,7 +55,14 @@ class MemoryStore:
         for post_id, processed in fresh.items():
             post = processed.post
             self.posts[post_id] = StoredPost(
-                post.id, post.publication, post.date, processed.entities
+                post.id,
+                post.publication,
+                post.date,
+                processed.entities,
+                post.title,
+                post.url,
+                post.author,
+                post.published_at,
             )
             self.counts.add(processed)
         return WriteResult(stored=tuple(fresh), duplicates=tuple(duplicates))
@@ -98,6 +111,70 @@ class MemoryStore:
             and not (query.until and day > query.until)
         ]
         return sorted(rows, key=lambda row: (row.publication, row.date))
+
+    async def entity_counts(self, query: EntityQuery) -> list[PublicationEntityCount]:
+        sums: dict[tuple[str, str, str], list[int]] = {}
+        for (publication, label, key, day), (posts, mentions) in self.counts.daily.items():
+            if query.publications and publication not in query.publications:
+                continue
+            if query.labels and label not in query.labels:
+                continue
+            if (query.since and day < query.since) or (query.until and day > query.until):
+                continue
+            total = sums.setdefault((publication, label, key), [0, 0])
+            total[0] += posts
+            total[1] += mentions
+        return [PublicationEntityCount(*entity, *counts) for entity, counts in sorted(sums.items())]
+
+    async def display_texts(
+        self, entities: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        return {(label, key): self._text(label, key) for label, key in entities}
+
+    async def publication_days(
+        self, publications: Sequence[str], since: str | None, until: str | None
+    ) -> list[PublicationDay]:
+        return [
+            PublicationDay(publication, day, posts)
+            for (publication, day), posts in sorted(self.counts.days.items())
+            if (not publications or publication in publications)
+            and not (since and day < since)
+            and not (until and day > until)
+        ]
+
+    async def posts_mentioning(self, query: PostsQuery) -> PostsPage:
+        found = []
+        for post in self.posts.values():
+            if query.publications and post.publication not in query.publications:
+                continue
+            if (query.since and post.date < query.since) or (
+                query.until and post.date > query.until
+            ):
+                continue
+            if query.after and (post.date, post.id) >= query.after:
+                continue
+            count = sum(
+                e.count for e in post.entities if (e.label, e.key) == (query.label, query.key)
+            )
+            if any((e.label, e.key) == (query.label, query.key) for e in post.entities):
+                found.append(
+                    PostSummary(post.id, post.title, post.url, post.publication, post.date, count)
+                )
+        found.sort(key=lambda s: (s.date, s.id), reverse=True)
+        page = found[: query.limit]
+        more = len(found) > query.limit
+        return PostsPage(tuple(page), (page[-1].date, page[-1].id) if more else None)
+
+    async def search_entities(self, needle: str, limit: int) -> list[EntityTotal]:
+        sums: dict[tuple[str, str], list[int]] = {}
+        for (_, label, key), (posts, mentions) in self.counts.totals.items():
+            total = sums.setdefault((label, key), [0, 0])
+            total[0] += posts
+            total[1] += mentions
+        ranked = rank_matches(((*e, p, m) for e, (p, m) in sums.items()), needle, limit)
+        return [
+            EntityTotal(label, key, self._text(label, key), p, m) for label, key, p, m in ranked
+        ]
 
     def _text(self, label: str, key: str) -> str:
         forms = {

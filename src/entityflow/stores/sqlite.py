@@ -18,13 +18,18 @@ from entityflow.models import (
     EntityCount,
     EntityQuery,
     EntityTotal,
+    PostsPage,
+    PostsQuery,
     ProcessedPost,
+    PublicationDay,
+    PublicationEntityCount,
     PublicationSummary,
     StoredPost,
     TimelineQuery,
     WriteResult,
 )
-from entityflow.stores.aggregate import Increments, pick_display_text
+from entityflow.stores import sqlite_reads
+from entityflow.stores.aggregate import Increments
 from entityflow.stores.base import StoreError
 
 T = TypeVar("T")
@@ -65,6 +70,7 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (label, key, text)
     ) WITHOUT ROWID;
     """,
+    sqlite_reads.STORIES_MIGRATION,
 )
 
 _ADD_COUNTS = (
@@ -126,12 +132,14 @@ class SQLiteStore:
     async def get_post(self, post_id: str) -> StoredPost | None:
         def query(db: sqlite3.Connection) -> StoredPost | None:
             row = db.execute(
-                "SELECT id, publication, date, entities FROM posts WHERE id = ?", (post_id,)
+                "SELECT id, publication, date, entities, title, url, author, published_at"
+                " FROM posts WHERE id = ?",
+                (post_id,),
             ).fetchone()
             if row is None:
                 return None
             entities = tuple(EntityCount(*item) for item in orjson.loads(row[3]))
-            return StoredPost(id=row[0], publication=row[1], date=row[2], entities=entities)
+            return StoredPost(row[0], row[1], row[2], entities, *row[4:])
 
         return await self._on(self._readers, query)
 
@@ -150,7 +158,7 @@ class SQLiteStore:
     async def daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
         def run(db: sqlite3.Connection) -> list[DailyCount]:
             where, params = ["label = ?", "key = ?"], [query.label, query.key]
-            _add_filters(where, params, query.publications, query.since, query.until)
+            sqlite_reads.add_filters(where, params, query.publications, query.since, query.until)
             rows = db.execute(
                 "SELECT publication, date, SUM(posts), SUM(mentions) FROM daily"
                 f" WHERE {' AND '.join(where)} GROUP BY publication, date"
@@ -160,6 +168,30 @@ class SQLiteStore:
             return [DailyCount(*row) for row in rows]
 
         return await self._on(self._readers, run)
+
+    async def entity_counts(self, query: EntityQuery) -> list[PublicationEntityCount]:
+        return await self._on(self._readers, lambda db: sqlite_reads.entity_counts(db, query))
+
+    async def display_texts(
+        self, entities: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        return await self._on(self._readers, lambda db: sqlite_reads.display_texts(db, entities))
+
+    async def publication_days(
+        self, publications: Sequence[str], since: str | None, until: str | None
+    ) -> list[PublicationDay]:
+        return await self._on(
+            self._readers,
+            lambda db: sqlite_reads.publication_days(db, publications, since, until),
+        )
+
+    async def posts_mentioning(self, query: PostsQuery) -> PostsPage:
+        return await self._on(self._readers, lambda db: sqlite_reads.posts_mentioning(db, query))
+
+    async def search_entities(self, needle: str, limit: int) -> list[EntityTotal]:
+        return await self._on(
+            self._readers, lambda db: sqlite_reads.search_entities(db, needle, limit)
+        )
 
     # The rest runs on the store's threads.
 
@@ -231,6 +263,13 @@ class SQLiteStore:
                     continue
                 stored.append(post.id)
                 added.add(processed)
+                db.executemany(
+                    sqlite_reads.ADD_MENTION,
+                    [
+                        (e.label, e.key, post.date, post.id, post.publication, e.count)
+                        for e in processed.entities
+                    ],
+                )
             db.executemany(
                 "INSERT INTO daily VALUES (?, ?, ?, ?, ?, ?)" + _ADD_COUNTS,
                 [(*key, posts_n, mentions) for key, (posts_n, mentions) in added.daily.items()],
@@ -251,6 +290,9 @@ class SQLiteStore:
                 " last_date = max(last_date, excluded.last_date)",
                 [(name, *summary) for name, summary in added.publications.items()],
             )
+            db.executemany(
+                sqlite_reads.ADD_DAY, [(*key, posts_n) for key, posts_n in added.days.items()]
+            )
         return WriteResult(stored=tuple(stored), duplicates=tuple(duplicates))
 
     def _top_entities(self, db: sqlite3.Connection, query: EntityQuery) -> list[EntityTotal]:
@@ -259,7 +301,7 @@ class SQLiteStore:
         if query.labels:
             where.append(f"label IN ({','.join('?' * len(query.labels))})")
             params.extend(query.labels)
-        _add_filters(where, params, query.publications, query.since, query.until)
+        sqlite_reads.add_filters(where, params, query.publications, query.since, query.until)
         table = "daily" if query.since or query.until else "totals"
         other = "mentions" if query.sort == "posts" else "posts"
         sql = (
@@ -269,41 +311,11 @@ class SQLiteStore:
             " LIMIT ?"
         )
         rows = db.execute(sql, [*params, query.limit]).fetchall()
-        texts = self._display_texts(db, [(label, key) for label, key, _, _ in rows])
+        texts = sqlite_reads.display_texts(db, [(label, key) for label, key, _, _ in rows])
         return [
             EntityTotal(label=label, key=key, text=texts[label, key], posts=p, mentions=m)
             for label, key, p, m in rows
         ]
-
-    @staticmethod
-    def _display_texts(
-        db: sqlite3.Connection, entities: list[tuple[str, str]]
-    ) -> dict[tuple[str, str], str]:
-        texts: dict[tuple[str, str], str] = {}
-        for label, key in entities:
-            rows = db.execute(
-                "SELECT text, mentions FROM forms WHERE label = ? AND key = ?", (label, key)
-            )
-            texts[label, key] = pick_display_text(dict(rows.fetchall()))
-        return texts
-
-
-def _add_filters(
-    where: list[str],
-    params: list[Any],
-    publications: Sequence[str],
-    since: str | None,
-    until: str | None,
-) -> None:
-    if publications:
-        where.append(f"publication IN ({','.join('?' * len(publications))})")
-        params.extend(publications)
-    if since:
-        where.append("date >= ?")
-        params.append(since)
-    if until:
-        where.append("date <= ?")
-        params.append(until)
 
 
 @contextmanager
