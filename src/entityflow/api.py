@@ -19,9 +19,10 @@ from pydantic import ValidationError
 from entityflow import openapi
 from entityflow.config import Settings
 from entityflow.entities import ALL_LABELS
+from entityflow.errors import RETRY_AFTER_STORE, BatchTooLarge, Unavailable
 from entityflow.metrics import Metrics
 from entityflow.models import EntityQuery, PostIn, PostRecord, TimelineQuery
-from entityflow.pipeline import BatchTooLarge, Pipeline, Unavailable
+from entityflow.pipeline import Pipeline
 from entityflow.stores.base import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(ApiError(503, error.reason, str(error), headers=headers))
     except StoreError as error:
         log.warning("store unavailable for %s %s: %s", request.method, request.path, error)
-        headers = {"Retry-After": "2"}
+        headers = {"Retry-After": str(RETRY_AFTER_STORE)}
         return error_response(
             ApiError(503, "store_unavailable", "the store is not answering", headers=headers)
         )

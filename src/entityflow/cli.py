@@ -76,9 +76,11 @@ def serve(**flags: Any) -> None:
         click.echo(f"Created an API key (kept in {key_file}):\n  {created}", err=True)
     elif key_file.exists() and not os.environ.get("ENTITYFLOW_API_KEYS"):
         click.echo(f"Using the API key kept in {key_file}", err=True)
+    from entityflow.errors import StartupError
+
     try:
         status = run_async(run_server(settings))
-    except OSError as error:
+    except (OSError, StartupError) as error:
         click.echo(f"entityflow: cannot start: {error}", err=True)
         sys.exit(1)
     sys.exit(status)
@@ -107,7 +109,7 @@ def top(
     """Top entities as a table, read straight from the store."""
     from entityflow.models import EntityQuery
     from entityflow.report import top_table
-    from entityflow.stores.base import StoreError
+    from entityflow.stores import StoreError
 
     settings = settings_from(**flags)
     query = EntityQuery(

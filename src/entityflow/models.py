@@ -145,7 +145,6 @@ class EntityTotal:
 
 
 SortKey = Literal["posts", "mentions"]
-Interval = Literal["day", "week", "month"]
 
 
 @dataclass(slots=True, frozen=True)

@@ -8,7 +8,7 @@ import tempfile
 
 from entityflow.config import Settings
 from entityflow.models import EntityQuery
-from entityflow.stores.base import open_store
+from entityflow.stores import open_store
 
 
 async def top_table(settings: Settings, query: EntityQuery) -> str:

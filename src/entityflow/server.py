@@ -15,19 +15,20 @@ from aiohttp import web
 
 from entityflow import api
 from entityflow.config import Settings
+from entityflow.journal import Journal
 from entityflow.logs import LogRelay
 from entityflow.metrics import Metrics
 from entityflow.models import PostRecord
 from entityflow.notify import Notifier, forget_systemd, listen_sockets
-from entityflow.pipeline import Pipeline, WorkerPool
-from entityflow.spool import Spool
-from entityflow.stores.base import Store, StoreError, open_store
+from entityflow.pipeline import Pipeline
+from entityflow.pool import WorkerPool
+from entityflow.stores import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).parent / "web"
 RELAY = web.AppKey("log_relay", LogRelay)
-JOURNAL = web.AppKey("journal", Spool)
+JOURNAL = web.AppKey("journal", Journal)
 RECOVERED: web.AppKey[list[PostRecord]] = web.AppKey("recovered")
 
 
@@ -86,12 +87,12 @@ async def _journal(app: web.Application) -> AsyncIterator[None]:
         app[RECOVERED] = []
         yield
         return
-    spool = Spool(settings.journal_dir, metrics=app[api.METRICS])
-    posts = await spool.open()
+    journal = Journal(settings.journal_dir, metrics=app[api.METRICS])
+    posts = await journal.open()
     # Posts stored just before the crash are finished; the rest go through again first.
     stored = await app[api.STORE].stored_ids([post.id for post in posts]) if posts else set()
-    await spool.done(stored)
-    app[JOURNAL] = spool
+    await journal.done(stored)
+    app[JOURNAL] = journal
     app[RECOVERED] = [post for post in posts if post.id not in stored]
     if posts:
         log.info(
@@ -102,7 +103,7 @@ async def _journal(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await spool.close()
+        await journal.close()
 
 
 async def _pipeline(app: web.Application) -> AsyncIterator[None]:
@@ -112,7 +113,11 @@ async def _pipeline(app: web.Application) -> AsyncIterator[None]:
     log.info(
         "starting %d NLP worker(s): %s, %s pipeline", pool.size, settings.model, settings.pipeline
     )
-    await pool.start()
+    try:
+        await pool.start()
+    except BaseException:
+        await pool.close()
+        raise
     pipeline = Pipeline(settings, app[api.STORE], metrics, pool, app.get(JOURNAL))
     app[api.PIPELINE] = pipeline
     await pipeline.start()

@@ -21,7 +21,6 @@ class MemoryStore:
     def __init__(self) -> None:
         self.posts: dict[str, StoredPost] = {}
         self.counts = Increments()
-        self.writes = 0
 
     @property
     def description(self) -> str:
@@ -37,7 +36,6 @@ class MemoryStore:
         return None
 
     async def write(self, posts: Sequence[ProcessedPost]) -> WriteResult:
-        self.writes += 1
         fresh: dict[str, ProcessedPost] = {}
         duplicates: list[str] = []
         for processed in posts:

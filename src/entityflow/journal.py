@@ -31,9 +31,9 @@ from typing import Any
 
 import orjson
 
+from entityflow.errors import RETRY_AFTER_JOURNAL, Unavailable
 from entityflow.metrics import Metrics
 from entityflow.models import PostRecord
-from entityflow.pipeline import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,6 @@ SEGMENT_BYTES = 32 * 1024 * 1024
 # A record holds one post, far below this (its body is at most ENTITYFLOW_MAX_BODY_BYTES);
 # a larger length field can only be damage.
 MAX_RECORD_BYTES = 64 * 1024 * 1024
-RETRY_AFTER = 5
 
 WriteFn = Callable[[int, memoryview], int]  # os.write, or a failing one in tests
 
@@ -128,7 +127,7 @@ class _Stop:
     forget: bool  # nothing is unfinished: no segment needs to stay
 
 
-class Spool:
+class Journal:
     """The journal of one data directory; `append` returns once the posts are fsynced."""
 
     def __init__(
@@ -155,10 +154,6 @@ class Spool:
         self._number = 0
         self._offset = 0
         self._failing = False
-
-    @property
-    def unfinished(self) -> int:
-        return len(self._where)
 
     def segments(self) -> list[Path]:
         return sorted(self.directory.glob(f"*{SEGMENT_SUFFIX}"))
@@ -231,7 +226,7 @@ class Spool:
                     "journal_unavailable",
                     f"the write-ahead journal cannot be written ({error.strerror or error});"
                     " nothing was accepted; retry later",
-                    retry_after=RETRY_AFTER,
+                    retry_after=RETRY_AFTER_JOURNAL,
                 )
             )
             return
