@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-import os
 import time
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any
-
-import orjson
 
 from entityflow.config import Settings
 from entityflow.errors import (
@@ -21,9 +16,9 @@ from entityflow.errors import (
     BatchTooLarge,
     Unavailable,
 )
-from entityflow.journal import Journal
 from entityflow.metrics import Metrics
 from entityflow.models import PostRecord, ProcessedPost
+from entityflow.outcomes import Outcomes
 from entityflow.pool import WorkerPool
 from entityflow.stores.base import Store
 from entityflow.writer import Writer
@@ -52,11 +47,12 @@ class Pipeline:
         store: Store,
         metrics: Metrics,
         pool: WorkerPool,
-        journal: Journal | None = None,
+        outcomes: Outcomes,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
-        self._journal = journal
+        self._outcomes = outcomes
+        outcomes.listen(self._forget)
         self.pool = pool
         self.queue: asyncio.Queue[_Queued] = asyncio.Queue(settings.queue_size)
         self.pending: dict[str, PostRecord] = {}
@@ -65,13 +61,12 @@ class Pipeline:
         self._reserved = 0
         self._slots = asyncio.Semaphore(pool.size * BATCHES_PER_WORKER)
         self._batches: set[asyncio.Task[None]] = set()
-        self._dead_letter = settings.data_dir / "dead-letter.ndjson"
         self.writer = Writer(
             store,
             metrics,
             batch_size=settings.batch_size,
             flush_interval=settings.flush_interval,
-            on_done=self._written,
+            on_done=outcomes.written,
         )
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -136,8 +131,7 @@ class Pipeline:
         for post in fresh:
             self.pending[post.id] = post
         try:
-            if self._journal is not None:
-                await self._journal.append(fresh)
+            await self._outcomes.accepted(fresh)
         except BaseException as error:
             for post in fresh:
                 self.pending.pop(post.id, None)
@@ -241,7 +235,9 @@ class Pipeline:
                 return await self._extract(posts, crashes, alone=True)
             if len(posts) == 1:
                 if crashes + 1 >= POISON_CRASHES:
-                    await self._set_aside(posts, "its worker process died each time it was run")
+                    await self._outcomes.set_aside(
+                        posts, "its worker process died each time it was run"
+                    )
                     return []
                 return await self._extract(posts, crashes + 1, alone=True)
             middle = len(posts) // 2
@@ -256,36 +252,6 @@ class Pipeline:
             for post, entities in zip(posts, result.entities, strict=True)
         ]
 
-    async def _written(self, posts: Sequence[ProcessedPost], failure: str | None) -> None:
-        if failure is not None:
-            await self._set_aside([item.post for item in posts], failure)
-            return
-        await self._finish([item.post.id for item in posts])
-
-    async def _set_aside(self, posts: Sequence[PostRecord], reason: str) -> None:
-        """Write posts that cannot be processed to the dead-letter file, with the reason."""
-        self._metrics.dead_lettered.inc(len(posts))
-        log.error("set aside %d post(s) %s: %s", len(posts), [p.id for p in posts], reason)
-        lines = b"".join(
-            orjson.dumps({"reason": reason, "post": _as_dict(post)}) + b"\n" for post in posts
-        )
-        await asyncio.to_thread(_append, self._dead_letter, lines)
-        await self._finish([post.id for post in posts])
-
-    async def _finish(self, ids: Sequence[str]) -> None:
-        if self._journal is not None:
-            await self._journal.done(ids)
+    def _forget(self, ids: Sequence[str]) -> None:
         for post_id in ids:
             self.pending.pop(post_id, None)
-
-
-def _as_dict(post: PostRecord) -> dict[str, Any]:
-    return dataclasses.asdict(post)
-
-
-def _append(path: Any, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())

@@ -20,6 +20,7 @@ from entityflow.logs import LogRelay
 from entityflow.metrics import Metrics
 from entityflow.models import PostRecord
 from entityflow.notify import Notifier, forget_systemd, listen_sockets
+from entityflow.outcomes import Outcomes
 from entityflow.pipeline import Pipeline
 from entityflow.pool import WorkerPool
 from entityflow.stores import Store, StoreError, open_store
@@ -118,7 +119,8 @@ async def _pipeline(app: web.Application) -> AsyncIterator[None]:
     except BaseException:
         await pool.close()
         raise
-    pipeline = Pipeline(settings, app[api.STORE], metrics, pool, app.get(JOURNAL))
+    outcomes = Outcomes(app.get(JOURNAL), settings.data_dir, metrics)
+    pipeline = Pipeline(settings, app[api.STORE], metrics, pool, outcomes)
     app[api.PIPELINE] = pipeline
     await pipeline.start()
     recovered: list[PostRecord] = app[RECOVERED]
