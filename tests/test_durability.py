@@ -21,8 +21,9 @@ import pytest
 
 from entityflow import api
 from entityflow.dataset import Article
-from entityflow.journal import HEADER, QUARANTINE_SUFFIX, Journal, scan_segment
+from entityflow.journal import Journal
 from entityflow.models import PostRecord
+from entityflow.segments import HEADER, QUARANTINE_SUFFIX, scan_segment
 from tests.conftest import API_KEY, ServeProcess, ServiceFactory, children, descendants
 from tests.oracle import Expected
 

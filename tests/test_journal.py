@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from entityflow.errors import Unavailable
-from entityflow.journal import HEADER, QUARANTINE_SUFFIX, Journal, encode_record, scan_segment
+from entityflow.journal import Journal
 from entityflow.models import PostRecord
+from entityflow.segments import HEADER, QUARANTINE_SUFFIX, encode_record, scan_segment
 
 
 def make_posts(count: int, start: int = 0, size: int = 200) -> list[PostRecord]:
