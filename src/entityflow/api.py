@@ -7,8 +7,8 @@ import csv
 import hmac
 import io
 import logging
-from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -23,6 +23,14 @@ from entityflow.errors import RETRY_AFTER_STORE, BatchTooLarge, Unavailable
 from entityflow.metrics import Metrics
 from entityflow.models import EntityQuery, PostIn, PostRecord, TimelineQuery
 from entityflow.pipeline import Pipeline
+from entityflow.queries import (
+    UnknownPublication,
+    bucket_count,
+    bucket_range,
+    bucket_start,
+    check_publications,
+    problems,
+)
 from entityflow.stores.base import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -229,8 +237,7 @@ def _validate(
         post = PostIn.model_validate(data)
     except ValidationError as error:
         return None, [
-            {"field": ".".join(str(part) for part in e["loc"]) or None, "message": e["msg"]}
-            for e in error.errors(include_url=False, include_input=False)
+            {"field": field or None, "message": message} for field, message in problems(error)
         ]
     limit = request.app[SETTINGS].max_content_chars
     if len(post.content) > limit:
@@ -359,37 +366,11 @@ async def timeline(request: web.Request) -> web.Response:
     )
 
 
-def bucket_start(day: date, interval: str) -> date:
-    if interval == "week":
-        return day - timedelta(days=day.weekday())
-    if interval == "month":
-        return day.replace(day=1)
-    return day
-
-
-def bucket_range(first: str, last: str, interval: str) -> Iterator[str]:
-    current = bucket_start(date.fromisoformat(first), interval)
-    end = date.fromisoformat(last)
-    while current <= end:
-        yield current.isoformat()
-        try:
-            if interval == "day":
-                current += timedelta(days=1)
-            elif interval == "week":
-                current += timedelta(weeks=1)
-            else:
-                current = (current.replace(day=28) + timedelta(days=4)).replace(day=1)
-        except OverflowError:  # past 9999-12-31
-            return
-
-
 def _axis(first: str | None, last: str | None, interval: str) -> list[str]:
     """Every bucket from `first` to `last`, refusing ranges too long to answer quickly."""
     if not first or not last:
         return []
-    days = (date.fromisoformat(last) - date.fromisoformat(first)).days
-    buckets = days // {"day": 1, "week": 7, "month": 28}[interval]
-    if buckets > MAX_POINTS:
+    if bucket_count(first, last, interval) > MAX_POINTS:
         raise _bad_param(
             "interval",
             f"gives more than {MAX_POINTS} {interval}s from {first} to {last}:"
@@ -419,10 +400,10 @@ async def _publications(request: web.Request) -> tuple[str, ...]:
     wanted = tuple(dict.fromkeys(name.strip() for name in request.query.getall("publication", [])))
     if not wanted:
         return ()
-    known = {p.name for p in await request.app[STORE].publications()}
-    unknown = [name for name in wanted if name not in known]
-    if unknown:
-        raise _bad_param("publication", f"names unknown publication(s): {', '.join(unknown)}")
+    try:
+        check_publications(wanted, {p.name for p in await request.app[STORE].publications()})
+    except UnknownPublication as error:
+        raise _bad_param("publication", f"names {error}") from None
     return wanted
 
 

@@ -14,6 +14,7 @@ from entityflow.models import (
     TimelineQuery,
     WriteResult,
 )
+from entityflow.queries import rank
 from entityflow.stores.aggregate import Increments, pick_display_text
 
 
@@ -76,11 +77,7 @@ class MemoryStore:
             total = sums.setdefault((label, key), [0, 0])
             total[0] += posts
             total[1] += mentions
-        primary = 0 if query.sort == "posts" else 1
-        ranked = sorted(
-            sums.items(),
-            key=lambda item: (-item[1][primary], -item[1][1 - primary], item[0]),
-        )[: query.limit]
+        ranked = rank(sums, query.sort, query.limit)
         return [
             EntityTotal(label, key, self._text(label, key), posts, mentions)
             for (label, key), (posts, mentions) in ranked
