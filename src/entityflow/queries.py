@@ -15,6 +15,10 @@ from pydantic import ValidationError
 from entityflow.models import ID_PATTERN, SortKey
 
 Interval = Literal["day", "week", "month"]
+# Most entity rows one query answers, and most points one timeline series has (ten years
+# of days): the caps that keep every read quick, named once for the API, CLI and dashboard.
+MAX_ROWS = 1000
+MAX_POINTS = 3660
 # The most days one bucket of an interval can hold fewer of; used to bound an axis cheaply.
 _MIN_DAYS = {"day": 1, "week": 7, "month": 28}
 

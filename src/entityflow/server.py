@@ -45,16 +45,7 @@ def build_app(settings: Settings, store: Store | None = None) -> web.Application
     )
     # Teardown runs in reverse: the pipeline drains before the pool stops, the store closes last.
     app.cleanup_ctx.extend([_log_relay, _store, _journal, _pipeline])
-    app.router.add_post("/v1/posts", api.post_one)
-    app.router.add_post("/v1/posts/batch", api.post_batch)
-    app.router.add_get("/v1/posts/{id}", api.get_post)
-    app.router.add_get("/v1/publications", api.list_publications)
-    app.router.add_get("/v1/entities", api.top_entities)
-    app.router.add_get("/v1/entities/timeline", api.timeline)
-    app.router.add_get("/v1/openapi.json", api.openapi_document)
-    app.router.add_get("/healthz", api.healthz)
-    app.router.add_get("/readyz", api.readyz)
-    app.router.add_get("/metrics", api.metrics)
+    api.add_routes(app)
     if (WEB_DIR / "index.html").exists():
         app.router.add_get("/", _dashboard)
         app.router.add_static("/static/", WEB_DIR / "static", append_version=True)
