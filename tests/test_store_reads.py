@@ -20,7 +20,7 @@ from entityflow.models import (
     PublicationEntityCount,
 )
 from entityflow.search import needle_of
-from entityflow.stores.base import Store, open_store
+from entityflow.stores import Store, open_store
 from tests.test_stores import POSTS, PUBLICATIONS, VOCABULARY, WINDOWS, filled, store
 
 __all__ = ["filled", "store"]  # the contract fixtures, shared with tests/test_stores.py
