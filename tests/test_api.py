@@ -275,7 +275,15 @@ def _post(
     post_id: str, publication: str, day: str, *entities: tuple[str, str, int]
 ) -> ProcessedPost:
     return ProcessedPost(
-        PostRecord(id=post_id, publication=publication, content="-", date=day),
+        PostRecord(
+            id=post_id,
+            publication=publication,
+            content="-",
+            date=day,
+            title=f"{post_id} title",
+            url=f"https://news.example/{post_id}",
+            published_at=f"{day}T09:30:00+00:00",
+        ),
         tuple(EntityCount(label, key, key.title(), count) for label, key, count in entities),
     )
 
@@ -366,46 +374,65 @@ async def test_top_entities_csv(service: ServiceFactory) -> None:
             async with await request as response:
                 assert response.status == 200
                 assert response.content_type == "text/csv"
-                rows = list(csv.DictReader(io.StringIO(await response.text())))
+                assert response.headers["Content-Disposition"] == (
+                    'attachment; filename="entityflow-entities_all-publications_person_'
+                    'by-posts.csv"'
+                )
+                body = await response.read()
+            # A byte-order mark first, so spreadsheets read the file as UTF-8.
+            assert body.startswith(b"\xef\xbb\xbf")
+            rows = list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"), newline="")))
+            context = {"filter_publication": "all", "filter_since": "", "filter_until": ""}
             assert rows == [
-                {"text": "Trump", "label": "PERSON", "key": "trump", "posts": "3", "mentions": "8"},
-                {"text": "May", "label": "PERSON", "key": "may", "posts": "2", "mentions": "3"},
-            ]
+                {**context, "filter_labels": "PERSON", "text": "Trump", "label": "PERSON",
+                 "key": "trump", "posts": "3", "mentions": "8"},
+                {**context, "filter_labels": "PERSON", "text": "May", "label": "PERSON",
+                 "key": "may", "posts": "2", "mentions": "3"},
+            ]  # fmt: skip
+
+
+def counts_only(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "publication": s["publication"],
+            "points": [{k: p[k] for k in ("date", "posts", "mentions")} for p in s["points"]],
+        }
+        for s in series
+    ]
 
 
 async def test_timeline(service: ServiceFactory) -> None:
     async with service() as svc:
         await known(svc)
         data = await svc.get_json(
-            "/v1/entities/timeline", params={"label": "GPE", "key": "london", "interval": "month"}
+            "/v1/entities/timeline", params={"label": "GPE", "key": "London", "interval": "month"}
         )
-        assert data == {
-            "label": "GPE",
-            "key": "london",
-            "interval": "month",
-            "series": [
-                {
-                    "publication": "BBC",
-                    "points": [
-                        {"date": "2017-03-01", "posts": 2, "mentions": 2},
-                        {"date": "2017-04-01", "posts": 0, "mentions": 0},
-                    ],
-                },
-                {
-                    "publication": "CNN",
-                    "points": [
-                        {"date": "2017-03-01", "posts": 0, "mentions": 0},
-                        {"date": "2017-04-01", "posts": 1, "mentions": 1},
-                    ],
-                },
-            ],
-        }
+        assert (data["label"], data["key"], data["interval"]) == ("GPE", "london", "month")
+        assert counts_only(data["series"]) == [
+            {
+                "publication": "BBC",
+                "points": [
+                    {"date": "2017-03-01", "posts": 2, "mentions": 2},
+                    {"date": "2017-04-01", "posts": 0, "mentions": 0},
+                ],
+            },
+            {
+                "publication": "CNN",
+                "points": [
+                    {"date": "2017-03-01", "posts": 0, "mentions": 0},
+                    {"date": "2017-04-01", "posts": 1, "mentions": 1},
+                ],
+            },
+        ]
+        # Beside each count, the posts the outlet published in the period, and the share.
+        shares = [[(p["published"], p["share"]) for p in s["points"]] for s in data["series"]]
+        assert shares == [[(3, 2 / 3), (0, 0.0)], [(1, 0.0), (1, 1.0)]]
         weekly = await svc.get_json(
             "/v1/entities/timeline",
             params=[("label", "PERSON"), ("key", "trump"), ("interval", "week"),
                     ("publication", "BBC"), ("since", "2017-02-27"), ("until", "2017-03-12")],
         )  # fmt: skip
-        assert weekly["series"] == [
+        assert counts_only(weekly["series"]) == [
             {
                 "publication": "BBC",
                 "points": [
@@ -432,14 +459,22 @@ async def test_timeline(service: ServiceFactory) -> None:
             "/v1/entities/timeline", params={"label": "ORG", "key": "fbi", "until": "2017-03-02"}
         )
         assert daily["interval"] == "day"
-        assert daily["series"] == [
+        # Outlets that published in the range but never mention it are there too, at zero.
+        assert counts_only(daily["series"]) == [
+            {
+                "publication": "BBC",
+                "points": [
+                    {"date": "2017-03-01", "posts": 0, "mentions": 0},
+                    {"date": "2017-03-02", "posts": 0, "mentions": 0},
+                ],
+            },
             {
                 "publication": "CNN",
                 "points": [
                     {"date": "2017-03-01", "posts": 1, "mentions": 7},
                     {"date": "2017-03-02", "posts": 0, "mentions": 0},
                 ],
-            }
+            },
         ]
 
 
@@ -497,6 +532,10 @@ async def test_posts_by_id(service: ServiceFactory) -> None:
                 {"text": "Trump", "label": "PERSON", "key": "trump", "count": 2},
                 {"text": "Fbi", "label": "ORG", "key": "fbi", "count": 7},
             ],
+            "title": "k4 title",
+            "url": "https://news.example/k4",
+            "author": None,
+            "published_at": "2017-03-01T09:30:00+00:00",
         }
         await expect_error(await svc.get("/v1/posts/nope"), 404, "not_found", "nope")
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
-from datetime import date
 
 from aiohttp import web
 
+from entityflow.api import csvout
 from entityflow.api.edge import (
     PIPELINE,
     STORE,
@@ -22,23 +20,14 @@ from entityflow.api.schemas import (
     Entities,
     EntitiesQuery,
     EntityRow,
-    Point,
     PostEntity,
     PostOut,
     Publication,
     PublicationList,
-    Series,
-    Timeline,
-    TimelineQuery,
 )
 from entityflow.models import EntityQuery
-from entityflow.models import TimelineQuery as StoreTimelineQuery
 from entityflow.queries import (
-    MAX_POINTS,
     UnknownPublication,
-    bucket_count,
-    bucket_range,
-    bucket_start,
     check_publications,
 )
 
@@ -61,6 +50,10 @@ async def get_post(request: web.Request) -> web.Response:
                 date=stored.date,
                 status="processed",
                 entities=entities,
+                title=stored.title,
+                url=stored.url,
+                author=stored.author,
+                published_at=stored.published_at,
             )
         )
     queued = request.app[PIPELINE].pending.get(post_id)
@@ -73,6 +66,10 @@ async def get_post(request: web.Request) -> web.Response:
             date=queued.date,
             status="queued",
             entities=[],
+            title=queued.title,
+            url=queued.url,
+            author=queued.author,
+            published_at=queued.published_at,
         )
     )
 
@@ -111,58 +108,18 @@ async def top_entities(request: web.Request) -> web.StreamResponse:
             for e in entities
         ]
     )
-    accept = request.headers.get("Accept", "")
-    if params.format == "csv" or (params.format is None and "text/csv" in accept):
-        return _csv(answer, "entities.csv")
-    return respond(answer)
-
-
-async def timeline(request: web.Request) -> web.Response:
-    require_read_access(request)
-    params = parse_query(request, TimelineQuery)
-    _check_range(params.since, params.until)
-    query = StoreTimelineQuery(
-        label=params.label,
-        key=params.key,
-        publications=await _known(request, params.publication),
-        since=params.since,
-        until=params.until,
-    )
-    interval = params.interval
-    rows = await request.app[STORE].daily_counts(query)
-    buckets: dict[str, dict[str, list[int]]] = {}
-    for row in rows:
-        start = bucket_start(date.fromisoformat(row.date), interval).isoformat()
-        counts = buckets.setdefault(row.publication, {}).setdefault(start, [0, 0])
-        counts[0] += row.posts
-        counts[1] += row.mentions
-    first = query.since or (min(r.date for r in rows) if rows else None)
-    last = query.until or (max(r.date for r in rows) if rows else None)
-    axis = _axis(first, last, interval)
-    names = query.publications or tuple(sorted(buckets))
-    series = []
-    for name in names:
-        sums = buckets.get(name, {})
-        points = [
-            Point(date=start, posts=posts, mentions=mentions)
-            for start in axis
-            for posts, mentions in [sums.get(start, [0, 0])]
-        ]
-        series.append(Series(publication=name, points=points))
-    return respond(Timeline(label=query.label, key=query.key, interval=interval, series=series))
-
-
-def _axis(first: str | None, last: str | None, interval: str) -> list[str]:
-    """Every bucket from `first` to `last`, refusing ranges too long to answer quickly."""
-    if not first or not last:
-        return []
-    if bucket_count(first, last, interval) > MAX_POINTS:
-        raise bad_param(
-            "interval",
-            f"gives more than {MAX_POINTS} {interval}s from {first} to {last}:"
-            " narrow since/until or choose a longer interval",
+    if csvout.wants_csv(request, params.format):
+        cells = csvout.context(query.publications, query.since, query.until, query.labels)
+        name = csvout.filename(
+            "entities",
+            csvout.names_part(query.publications, "all publications"),
+            csvout.names_part(query.labels, "all kinds"),
+            csvout.date_part(query.since, query.until),
+            f"by {query.sort}",
         )
-    return list(bucket_range(first, last, interval))
+        rows = ([*cells, e.text, e.label, e.key, e.posts, e.mentions] for e in answer.entities)
+        return csvout.csv_response((*csvout.CONTEXT_COLUMNS, *ENTITY_COLUMNS), rows, name)
+    return respond(answer)
 
 
 def _check_range(since: str | None, until: str | None) -> None:
@@ -179,16 +136,3 @@ async def _known(request: web.Request, wanted: Sequence[str]) -> tuple[str, ...]
     except UnknownPublication as error:
         raise bad_param("publication", f"names {error}") from None
     return tuple(wanted)
-
-
-def _csv(answer: Entities, filename: str) -> web.Response:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, ENTITY_COLUMNS, lineterminator="\r\n")
-    writer.writeheader()
-    writer.writerows(row.model_dump() for row in answer.entities)
-    return web.Response(
-        text=buffer.getvalue(),
-        content_type="text/csv",
-        charset="utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )

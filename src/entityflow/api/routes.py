@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from pydantic import BaseModel
 
-from entityflow.api import health, ingest, reads
+from entityflow.api import health, ingest, reads, stories, timeline
 from entityflow.api.edge import NDJSON, Handler, QueryModel
 from entityflow.api.schemas import (
     Accepted,
@@ -25,6 +25,14 @@ from entityflow.api.schemas import (
     Readiness,
     Timeline,
     TimelineQuery,
+)
+from entityflow.api.story_schemas import (
+    CompareQuery,
+    Comparison,
+    PostList,
+    PostsQuery,
+    SearchQuery,
+    SearchResult,
 )
 from entityflow.models import PostIn
 
@@ -80,9 +88,19 @@ ROUTES = (
           access="read", errors=(503,)),
     Route("GET", "/v1/entities", reads.top_entities, "Top entities", Entities,
           query=EntitiesQuery, access="read", errors=(422, 503), answer_types=("text/csv",)),
-    Route("GET", "/v1/entities/timeline", reads.timeline,
-          "One entity over time, one series per publication", Timeline,
-          query=TimelineQuery, access="read", errors=(422, 503)),
+    Route("GET", "/v1/entities/timeline", timeline.timeline,
+          "One entity over time, one series per publication, as counts and as a share of"
+          " the publication's posts", Timeline,
+          query=TimelineQuery, access="read", errors=(422, 503), answer_types=("text/csv",)),
+    Route("GET", "/v1/posts", stories.list_posts,
+          "The posts that mention an entity, newest first, a page at a time", PostList,
+          query=PostsQuery, access="read", errors=(422, 503), answer_types=("text/csv",)),
+    Route("GET", "/v1/compare", stories.compare,
+          "Each entity's share of each publication's posts, over every entity", Comparison,
+          query=CompareQuery, access="read", errors=(422, 503), answer_types=("text/csv",)),
+    Route("GET", "/v1/search", stories.search,
+          "Entities by typed text, across every label, ranked by posts", SearchResult,
+          query=SearchQuery, access="read", errors=(422, 503)),
     Route("GET", "/healthz", health.healthz, "Liveness", Health),
     Route("GET", "/readyz", health.readyz,
           "Readiness: model loaded, store reachable, not draining", Readiness, also=(503,)),

@@ -97,6 +97,9 @@ class TimelineQuery(QueryModel):
     ] = "day"
     since: Annotated[Day | None, Field(description="First date, inclusive.")] = None
     until: Annotated[Day | None, Field(description="Last date, inclusive.")] = None
+    format: Annotated[
+        Literal["json", "csv"] | None, Field(description="csv for a CSV download.")
+    ] = None
 
 
 # Bodies
@@ -135,6 +138,10 @@ class PostOut(Response):
     date: Day
     status: Literal["queued", "processed"]
     entities: list[PostEntity]
+    title: str | None = None
+    url: str | None = None
+    author: str | None = None
+    published_at: str | None = None
 
 
 class Publication(Response):
@@ -164,6 +171,8 @@ class Point(Response):
     date: Day
     posts: int
     mentions: int
+    published: int = Field(description="Posts the publication published in the period.")
+    share: float = Field(description="posts ÷ published (0 when it published none).")
 
 
 class Series(Response):
@@ -174,6 +183,7 @@ class Series(Response):
 class Timeline(Response):
     label: str
     key: str
+    text: str | None = Field(description="The entity's display text; null when unmentioned.")
     interval: Interval
     series: list[Series]
 

@@ -1,0 +1,184 @@
+"""The reads for journalists: GET /v1/compare, GET /v1/posts (the story behind a count) and
+GET /v1/search (an entity by typed text, across labels)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import orjson
+from aiohttp import web
+
+from entityflow.api import csvout
+from entityflow.api.edge import STORE, bad_param, parse_query, require_read_access, respond
+from entityflow.api.reads import _check_range, _known
+from entityflow.api.story_schemas import (
+    ComparedEntity,
+    ComparedPublication,
+    CompareQuery,
+    Comparison,
+    Match,
+    PostList,
+    PostRow,
+    PostsQuery,
+    SearchQuery,
+    SearchResult,
+)
+from entityflow.api.timeline import entity_key
+from entityflow.compare import rank_compared, shares_of
+from entityflow.models import EntityQuery
+from entityflow.models import PostsQuery as StorePostsQuery
+from entityflow.queries import MAX_ROWS
+from entityflow.search import needle_of
+
+COMPARE_COLUMNS = (
+    "sort", "text", "label", "key", "publication", "posts", "publication_posts", "share",
+    "distinctive_to", "lift",
+)  # fmt: skip
+POST_COLUMNS = ("entity_label", "entity_key", "id", "title", "url", "publication", "date", "count")
+
+
+async def compare(request: web.Request) -> web.Response:
+    require_read_access(request)
+    params = parse_query(request, CompareQuery)
+    _check_range(params.since, params.until)
+    names = await _known(request, params.publication)
+    store = request.app[STORE]
+    days = await store.publication_days(names, params.since, params.until)
+    publications = []
+    for name in names:
+        own = [d for d in days if d.publication == name]
+        publications.append(
+            ComparedPublication(
+                name=name,
+                posts=sum(d.posts for d in own),
+                first_date=min((d.date for d in own), default=None),
+                last_date=max((d.date for d in own), default=None),
+            )
+        )
+    query = EntityQuery(names, tuple(params.label), params.since, params.until, MAX_ROWS)
+    counts = await store.entity_counts(query)
+    compared = shares_of(names, [p.posts for p in publications], counts)
+    ranked = rank_compared(names, compared, params.sort, params.limit)
+    texts = await store.display_texts(list(dict.fromkeys((e.label, e.key) for e in ranked)))
+    answer = Comparison(
+        sort=params.sort,
+        publications=publications,
+        entities=[
+            ComparedEntity(
+                text=texts[e.label, e.key],
+                label=e.label,
+                key=e.key,
+                posts=dict(zip(names, e.posts, strict=True)),
+                share=dict(zip(names, e.shares, strict=True)),
+                distinctive_to=e.distinctive_to,
+                lift=e.lift,
+            )
+            for e in ranked
+        ],
+    )
+    if csvout.wants_csv(request, params.format):
+        return _compare_csv(answer, params)
+    return respond(answer)
+
+
+def _compare_csv(answer: Comparison, params: CompareQuery) -> web.Response:
+    cells = csvout.context(params.publication, params.since, params.until, params.label)
+    published = {p.name: p.posts for p in answer.publications}
+    rows = (
+        [*cells, answer.sort, e.text, e.label, e.key, name, e.posts[name], published[name],
+         e.share[name], e.distinctive_to or "", "" if e.lift is None else e.lift]
+        for e in answer.entities
+        for name in published
+    )  # fmt: skip
+    name = csvout.filename(
+        "compare",
+        csvout.names_part(params.publication, ""),
+        csvout.names_part(params.label, "all kinds"),
+        csvout.date_part(params.since, params.until),
+        answer.sort,
+    )
+    return csvout.csv_response((*csvout.CONTEXT_COLUMNS, *COMPARE_COLUMNS), rows, name)
+
+
+async def list_posts(request: web.Request) -> web.Response:
+    require_read_access(request)
+    params = parse_query(request, PostsQuery)
+    _check_range(params.since, params.until)
+    query = StorePostsQuery(
+        label=params.label,
+        key=entity_key(params.key),
+        publications=await _known(request, params.publication),
+        since=params.since,
+        until=params.until,
+        limit=params.limit,
+        after=decode_cursor(params.cursor) if params.cursor else None,
+    )
+    page = await request.app[STORE].posts_mentioning(query)
+    answer = PostList(
+        label=query.label,
+        key=query.key,
+        posts=[
+            PostRow(
+                id=p.id,
+                title=p.title,
+                url=p.url,
+                publication=p.publication,
+                date=p.date,
+                count=p.count,
+            )
+            for p in page.posts
+        ],
+        next=encode_cursor(page.next) if page.next else None,
+    )
+    if csvout.wants_csv(request, params.format):
+        cells = csvout.context(query.publications, query.since, query.until, (query.label,))
+        rows = (
+            [*cells, query.label, query.key, p.id, p.title, p.url, p.publication, p.date, p.count]
+            for p in answer.posts
+        )
+        name = csvout.filename(
+            "posts",
+            query.key,
+            query.label,
+            csvout.names_part(query.publications, "all publications"),
+            csvout.date_part(query.since, query.until),
+        )
+        return csvout.csv_response((*csvout.CONTEXT_COLUMNS, *POST_COLUMNS), rows, name)
+    return respond(answer)
+
+
+def encode_cursor(after: tuple[str, str]) -> str:
+    """An opaque cursor: the (date, id) of the last post of a page."""
+    return base64.urlsafe_b64encode(orjson.dumps(list(after))).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError):
+        value = None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(part, str) for part in value)
+    ):
+        raise bad_param("cursor", "is not a cursor this service gave (use `next` as it is)")
+    return value[0], value[1]
+
+
+async def search(request: web.Request) -> web.Response:
+    require_read_access(request)
+    params = parse_query(request, SearchQuery)
+    needle = needle_of(params.q)
+    found = await request.app[STORE].search_entities(needle, params.limit) if needle else []
+    return respond(
+        SearchResult(
+            q=params.q,
+            key=needle,
+            entities=[
+                Match(text=e.text, label=e.label, key=e.key, posts=e.posts, mentions=e.mentions)
+                for e in found
+            ],
+        )
+    )

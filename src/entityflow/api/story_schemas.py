@@ -1,0 +1,111 @@
+"""Query and response models of the reads for journalists: compare, posts, search."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field
+
+from entityflow.api.edge import QueryModel
+from entityflow.api.schemas import Day, Label, PublicationName, Response, _unique
+from entityflow.compare import CompareSort
+from entityflow.queries import MAX_ROWS
+
+MAX_COMPARED = 10
+Since = Annotated[Day | None, Field(description="First date, inclusive.")]
+Until = Annotated[Day | None, Field(description="Last date, inclusive.")]
+Labels = Annotated[
+    tuple[Label, ...], AfterValidator(_unique), Field(description="Entity label; repeat.")
+]
+Format = Annotated[Literal["json", "csv"] | None, Field(description="csv for a CSV download.")]
+
+
+class CompareQuery(QueryModel):
+    publication: Annotated[
+        tuple[PublicationName, ...],
+        AfterValidator(_unique),
+        Field(min_length=2, max_length=MAX_COMPARED, description="2 to 10 publications."),
+    ]
+    label: Labels = ()
+    since: Since = None
+    until: Until = None
+    limit: Annotated[
+        int, Field(ge=1, le=MAX_ROWS, description="Entities; per publication if distinctive.")
+    ] = 20
+    sort: Annotated[CompareSort, Field(description="distinctive or shared.")] = "distinctive"
+    format: Format = None
+
+
+class PostsQuery(QueryModel):
+    publication: Annotated[
+        tuple[PublicationName, ...],
+        AfterValidator(_unique),
+        Field(description="Publication; repeat for several; none means all."),
+    ] = ()
+    label: Annotated[Label, Field(description="Entity label.")]
+    key: Annotated[str, Field(min_length=1, max_length=1000, description="Entity key or text.")]
+    since: Since = None
+    until: Until = None
+    limit: Annotated[int, Field(ge=1, le=MAX_ROWS, description="Posts per page.")] = 20
+    cursor: Annotated[
+        str | None, Field(max_length=400, description="`next` of the previous page.")
+    ] = None
+    format: Format = None
+
+
+class SearchQuery(QueryModel):
+    q: Annotated[str, Field(min_length=1, max_length=200, description="Typed text.")]
+    limit: Annotated[int, Field(ge=1, le=100, description="How many matches.")] = 10
+
+
+class ComparedPublication(Response):
+    name: str
+    posts: int
+    first_date: Day | None
+    last_date: Day | None
+
+
+class ComparedEntity(Response):
+    text: str
+    label: str
+    key: str
+    posts: dict[str, int]
+    share: dict[str, float]
+    distinctive_to: str | None = None
+    lift: float | None = None
+
+
+class Comparison(Response):
+    sort: CompareSort
+    publications: list[ComparedPublication]
+    entities: list[ComparedEntity]
+
+
+class PostRow(Response):
+    id: str
+    title: str | None
+    url: str | None
+    publication: str
+    date: Day
+    count: int
+
+
+class PostList(Response):
+    label: str
+    key: str
+    posts: list[PostRow]
+    next: str | None
+
+
+class Match(Response):
+    text: str
+    label: str
+    key: str
+    posts: int
+    mentions: int
+
+
+class SearchResult(Response):
+    q: str
+    key: str
+    entities: list[Match]
