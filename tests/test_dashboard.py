@@ -168,19 +168,31 @@ async def bars(page: Page, selector: str = ".results .bars li") -> list[dict[str
     )
 
 
-async def download(page: Page, button: str) -> str:
+async def download(page: Page, button: str) -> bytes:
+    """The bytes of the file a button downloads, with its suggested name checked."""
     async with page.expect_download() as info:
         await page.get_by_role("button", name=button).click()
-    return await _read(await info.value)
+    done = await info.value
+    assert done.suggested_filename.startswith("entityflow-")
+    assert done.suggested_filename.endswith(".csv")
+    return await _read(done)
 
 
-async def _read(done: Download) -> str:
+async def _read(done: Download) -> bytes:
     path = await done.path()
-    return (await asyncio.to_thread(Path(path).read_bytes)).decode("utf-8")
+    return await asyncio.to_thread(Path(path).read_bytes)
 
 
-def rows_of(text: str) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(text, newline="")))
+def rows_of(data: bytes) -> list[list[str]]:
+    """Rows as Python's csv module reads them; every file starts with a UTF-8 byte-order mark."""
+    assert data.startswith(b"\xef\xbb\xbf")
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+
+
+async def api_bytes(svc: Service, path: str, params: Any) -> bytes:
+    async with await svc.get(path, params=params) as response:
+        assert response.status == 200
+        return await response.read()
 
 
 def api_entities(entities: list[dict[str, Any]]) -> list[tuple[str, str, str, int, int]]:
@@ -244,8 +256,9 @@ async def test_overview_shows_the_api_numbers(seeded: Service, open_tab: OpenTab
     assert pubs_csv[0] == ["name", "posts", "first_date", "last_date"]
     assert pubs_csv[1:] == [[str(v) for v in row] for row in shown]
     entities_csv = await download(page, "Download entities CSV")
-    async with await seeded.get("/v1/entities", params={"limit": "20", "format": "csv"}) as r:
-        assert entities_csv == await r.text()
+    params = {"limit": "20", "sort": "posts", "format": "csv"}
+    assert entities_csv == await api_bytes(seeded, "/v1/entities", params)
+    assert rows_of(entities_csv)[1][:4] == ["all", "", "", "all"]
     await screenshots(page, "overview")
     tab.assert_clean()
 
@@ -285,9 +298,7 @@ async def test_publication_view_filters_csv_and_bookmark(
     await page.get_by_label("How many", exact=True).fill("7")
     await changed(page, page.get_by_label("How many", exact=True).press("Enter"), limit=["7"])
     await page.get_by_label("From", exact=True).fill("2017-03-01")
-    await changed(
-        page, page.get_by_label("From", exact=True).dispatch_event("change"), since=["2017-03-01"]
-    )
+    await changed(page, page.get_by_label("From", exact=True).press("Enter"), since=["2017-03-01"])
     chosen = await matches_api(
         label=["PERSON", "ORG"], sort="mentions", limit="7", since="2017-03-01"
     )
@@ -296,11 +307,15 @@ async def test_publication_view_filters_csv_and_bookmark(
     assert chosen != people[:7]
 
     # The CSV is what is on screen, byte for byte what the API's own CSV says.
-    text = await download(page, "Download CSV")
+    data = await download(page, "Download CSV")
     query = "publication=CNN&label=PERSON&label=ORG&sort=mentions&limit=7&since=2017-03-01"
     async with await seeded.get(f"/v1/entities?{query}&format=csv") as response:
-        assert text == await response.text()
-    assert [row[2] for row in rows_of(text)[1:]] == [d["key"] for d in chosen]
+        assert data == await response.read()
+        assert "cnn_person-and-org_from-2017-03-01" in response.headers["Content-Disposition"]
+    table = rows_of(data)
+    assert table[0][:4] == ["filter_publication", "filter_since", "filter_until", "filter_labels"]
+    assert {tuple(row[:4]) for row in table[1:]} == {("CNN", "2017-03-01", "", "PERSON; ORG")}
+    assert [row[6] for row in table[1:]] == [d["key"] for d in chosen]
     await screenshots(page, "publication")
 
     # The bookmark restores the view: same controls, same rows.
@@ -317,9 +332,7 @@ async def test_publication_view_filters_csv_and_bookmark(
     # A filter that matches nothing says so.
     await page.get_by_label("From", exact=True).fill("2016-01-01")
     await page.get_by_label("To", exact=True).fill("2016-01-31")
-    await changed(
-        page, page.get_by_label("To", exact=True).dispatch_event("change"), until=["2016-01-31"]
-    )
+    await changed(page, page.get_by_label("To", exact=True).press("Enter"), until=["2016-01-31"])
     assert await page.locator(".results .bars").count() == 0
     await page.get_by_text("Nothing matches these filters").wait_for()
 
@@ -327,177 +340,232 @@ async def test_publication_view_filters_csv_and_bookmark(
     await page.go_back()
     await page.wait_for_url(lambda url: "until" not in url)
     await settled(page)
-    assert await page.get_by_label("From", exact=True).input_value() == "2016-01-01"
+    assert await page.get_by_label("From", exact=True).input_value() == "2017-03-01"
     assert await page.locator(".results .bars li").count() == 7
     tab.assert_clean()
     again.assert_clean()
 
 
-def compare_expected(
-    names: list[str], posts: dict[str, int], lists: dict[str, list[dict[str, Any]]], limit: int
-) -> tuple[list[tuple[str, list[str]]], dict[str, list[tuple[str, str, str]]]]:
-    """The compare view's two rankings, computed here independently from the API's answers."""
-    counts: dict[tuple[str, str], dict[str, int]] = {}
-    texts: dict[tuple[str, str], str] = {}
+def overlap_warned(names: list[str], since: str | None, until: str | None) -> bool:
+    """The overlap rule, from the seeded articles themselves: the dates all of them published
+    on cover less than half of the shortest publication's span in the range."""
+    spans = []
     for name in names:
-        for e in lists[name]:
-            counts.setdefault((e["label"], e["key"]), {})[name] = e["posts"]
-            texts.setdefault((e["label"], e["key"]), e["text"])
-
-    def share(entity: tuple[str, str], name: str) -> float:
-        return counts[entity].get(name, 0) / posts[name]
-
-    shared = sorted(
-        (e for e in counts if all(counts[e].get(n, 0) > 0 for n in names)),
-        key=lambda e: (-min(share(e, n) for n in names), texts[e]),
-    )[:limit]
-    shared_rows = [(e[1], [f"{100 * share(e, n):.1f}" for n in names]) for e in shared]
-    distinctive = {}
-    for name in names:
-        others = [n for n in names if n != name]
-
-        def lift(e: tuple[str, str], name: str = name, others: list[str] = others) -> float:
-            return share(e, name) - sum(share(e, n) for n in others) / len(others)
-
-        ranked = sorted(
-            (e for e in counts if counts[e].get(name, 0) > 0 and round(lift(e) * 1e9) > 0),
-            key=lambda e: (-round(lift(e) * 1e9), -share(e, name), texts[e]),
-        )[:limit]
-        distinctive[name] = [
-            (e[1], f"{100 * share(e, name):.1f}", f"{100 * lift(e):.1f}") for e in ranked
+        days = [
+            date.fromisoformat(a.date)
+            for a in spread_articles()
+            if a.publication == name
+            and (not since or a.date >= since)
+            and (not until or a.date <= until)
         ]
-    return shared_rows, distinctive
+        if days:
+            spans.append((min(days), max(days)))
+    if len(spans) < 2:
+        return False
+    start, end = max(s for s, _ in spans), min(e for _, e in spans)
+    common = max(0, (end - start).days + 1)
+    return common < min((e - s).days + 1 for s, e in spans) / 2
+
+
+async def overflowing(page: Page) -> list[str]:
+    """Elements whose box leaves the panel that holds them (a bounding-box check)."""
+    return await page.evaluate(  # type: ignore[no-any-return]
+        """() => {
+            const bad = [];
+            for (const panel of document.querySelectorAll('.results .panel')) {
+                const outer = panel.getBoundingClientRect();
+                for (const el of panel.querySelectorAll('*:not(.visually-hidden)')) {
+                    const box = el.getBoundingClientRect();
+                    if (box.width && (box.right > outer.right + 0.5 || box.left < outer.left - 0.5))
+                        bad.push(`${el.tagName}.${el.className}: ${el.textContent.slice(0, 40)}`);
+                }
+            }
+            if (document.documentElement.scrollWidth > innerWidth) bad.push('the page');
+            return bad;
+        }"""
+    )
 
 
 async def test_compare_shared_and_distinctive(seeded: Service, open_tab: OpenTab) -> None:
     tab = await open_tab(seeded.url + "/?view=compare&publication=BBC&publication=TASS")
     page = tab.page
-    publications = {p["name"]: p["posts"] for p in await seeded.get_json("/v1/publications")}
-    assert (
-        "share minus the mean share in the others" in await page.locator(".view-head").inner_text()
-    )
+    head = await page.locator(".view-head").inner_text()
+    assert "share minus the mean of the others' shares" in head
+    assert await page.title() == "BBC vs TASS · Compare · entityflow"
 
-    async def shown_matches(names: list[str], limit: int = 10) -> list[list[str]]:
-        lists = {
-            name: (
-                await seeded.get_json("/v1/entities", params={"publication": name, "limit": "1000"})
-            )["entities"]
-            for name in names
-        }
-        shared, distinctive = compare_expected(names, publications, lists, limit)
-        assert shared, "real news from two publications shares some entities"
-        on_screen_shared = await page.eval_on_selector_all(
+    async def matches_api(names: list[str], since: str = "", until: str = "") -> None:
+        query = [("publication", n) for n in names] + [("limit", "10")]
+        query += [(k, v) for k, v in (("since", since), ("until", until)) if v]
+        shared = await seeded.get_json("/v1/compare", params=[*query, ("sort", "shared")])
+        distinctive = await seeded.get_json("/v1/compare", params=[*query, ("sort", "distinctive")])
+        on_screen = await page.eval_on_selector_all(
             "table.shared tbody tr",
             "rows => rows.map(r => [r.dataset.key,"
             " [...r.querySelectorAll('data.share')].map(d => d.value)])",
         )
-        assert [tuple(row) for row in on_screen_shared] == shared
-        headers = await page.locator("table.shared thead th").all_inner_texts()
-        assert headers == ["Entity", *names]
+        assert on_screen == [
+            [e["key"], [f"{100 * e['share'][n]:.1f}" for n in names]] for e in shared["entities"]
+        ]
+        if shared["entities"]:
+            headers = await page.locator("table.shared thead th").all_inner_texts()
+            assert headers == ["Entity", *names]
         for name in names:
             section = page.locator(f'section.distinctive[data-publication="{name}"]')
-            on_screen = await section.locator("li").evaluate_all(
+            shown = await section.locator("li").evaluate_all(
                 "items => items.map(li => [li.dataset.key,"
                 " li.querySelector('data.share').value, li.querySelector('data.lift').value])"
             )
-            assert on_screen == [list(row) for row in distinctive[name]]
-        text = await download(page, "Download CSV")
-        table = rows_of(text)
-        assert table[0][:3] == ["section", "publication", "text"]
-        csv_shared = [row for row in table[1:] if row[0] == "shared"]
-        assert [row[7] for row in csv_shared] == [s for _, shares in shared for s in shares]
-        for name in names:
-            got = [(r[4], r[7], r[9]) for r in table[1:] if r[:2] == ["distinctive", name]]
-            assert got == distinctive[name]
-        return table
+            assert shown == [
+                [e["key"], f"{100 * e['share'][name]:.1f}", f"{100 * e['lift']:.1f}"]
+                for e in distinctive["entities"]
+                if e["distinctive_to"] == name
+            ]
+        for sort in ("distinctive", "shared"):
+            data = await download(page, f"Download {sort} CSV")
+            params = [*query, ("sort", sort), ("format", "csv")]
+            assert data == await api_bytes(seeded, "/v1/compare", params)
+            assert rows_of(data)[0][0] == "filter_publication"
+        warned = await page.locator(".overlap").count() == 1
+        assert warned == overlap_warned(names, since or None, until or None)
 
-    two = await shown_matches(["BBC", "TASS"])
+    await matches_api(["BBC", "TASS"])
     await changed(
         page,
         page.get_by_role("checkbox", name="CNN").check(),
         publication=["BBC", "CNN", "TASS"],
     )
-    three = await shown_matches(["BBC", "CNN", "TASS"])
-    assert three != two
+    await matches_api(["BBC", "CNN", "TASS"])
     assert await page.locator("section.distinctive").count() == 3
+
+    # Four outlets at 1280 px: nothing leaves its column.
+    await changed(
+        page,
+        page.get_by_role("checkbox", name="Deutsche Welle").check(),
+        publication=["BBC", "CNN", "Deutsche Welle", "TASS"],
+    )
+    await matches_api(["BBC", "CNN", "Deutsche Welle", "TASS"])
+    assert await overflowing(page) == []
     await screenshots(page, "compare")
 
     again = await open_tab(page.url)
     assert await again.page.get_by_role("checkbox", name="CNN").is_checked()
-    assert await again.page.locator("section.distinctive").count() == 3
-    assert (
-        await again.page.locator("table.shared").inner_text()
-        == await page.locator("table.shared").inner_text()
-    )
+    assert await again.page.locator("section.distinctive").count() == 4
+
+    # Date ranges: the overlap warning appears exactly when the rule says it should.
+    candidates = [
+        (pair, f"2017-{m:02d}-{d:02d}", f"2017-{m:02d}-{d + 6:02d}")
+        for m in (2, 3)
+        for d in (6, 13, 20)
+        for pair in (["BBC", "TASS"], ["CNN", "RTÉ"], ["Al Jazeera", "China Daily"])
+    ]
+    warn = next(c for c in candidates if overlap_warned(*c))
+    calm = next(c for c in candidates if not overlap_warned(*c))
+    for pair, since, until in (warn, calm):
+        url = f"{seeded.url}/?view=compare&publication={pair[0]}&publication={pair[1]}"
+        other = await open_tab(f"{url}&since={since}&until={until}")
+        page = other.page
+        await matches_api(pair, since, until)
+        if (pair, since, until) == warn:
+            await screenshots(page, "compare-overlap", phone_too=False)
+        other.assert_clean()
 
     # One publication is not a comparison: the page says what it needs.
-    await page.get_by_role("checkbox", name="CNN").uncheck()
+    page = tab.page
+    for name in ("CNN", "Deutsche Welle"):
+        await page.get_by_role("checkbox", name=name).uncheck()
     await changed(page, page.get_by_role("checkbox", name="TASS").uncheck(), publication=["BBC"])
-    await page.get_by_text("Pick two to four publications").wait_for()
+    await page.get_by_text("Pick two to 10 publications").wait_for()
     tab.assert_clean()
     again.assert_clean()
 
 
-async def test_entity_timeline(seeded: Service, open_tab: OpenTab) -> None:
+async def test_entity_timeline_as_a_share(seeded: Service, open_tab: OpenTab) -> None:
     entity = (await seeded.get_json("/v1/entities", params={"label": "PERSON", "limit": "1"}))[
         "entities"
     ][0]
-    url = f"{seeded.url}/?view=entity&label=PERSON&key={entity['key']}"
-    tab = await open_tab(url)
+    tab = await open_tab(f"{seeded.url}/?view=entity&label=PERSON&key={entity['key']}")
     page = tab.page
     assert await page.locator("h1").inner_text() == entity["text"]
+    assert await page.title() == f"{entity['text']} · Entity · entityflow"
+    assert "key" not in await page.locator(".view-head").inner_text()
 
-    async def matches_api(interval: str, measure: str = "posts") -> list[list[str]]:
-        body = await seeded.get_json(
-            "/v1/entities/timeline",
-            params={"label": "PERSON", "key": entity["key"], "interval": interval},
-        )
-        series = [s for s in body["series"] if s["points"]]
+    async def matches_api(interval: str, since: str = "", until: str = "") -> dict[str, Any]:
+        query = [("label", "PERSON"), ("key", entity["key"]), ("interval", interval)]
+        query += [(k, v) for k, v in (("since", since), ("until", until)) if v]
+        body = await seeded.get_json("/v1/entities/timeline", params=query)
         totals = await page.eval_on_selector_all(
             ".multiples li",
             "items => items.map(li => [li.dataset.publication,"
-            " Number(li.querySelector('data.total').value)])",
+            " Number(li.querySelector('data.total').value),"
+            " li.querySelector('data.share').value])",
         )
-        assert totals == [[s["publication"], sum(p[measure] for p in s["points"])] for s in series]
-        bars_drawn = await page.locator(".multiples li").first.locator("rect").count()
-        assert bars_drawn == len(series[0]["points"])
-        text = await download(page, "Download CSV")
-        table = rows_of(text)
-        assert table[0] == [f"{interval}_starting", *(s["publication"] for s in series)]
-        assert table[1:] == [
-            [point["date"], *(str(s["points"][i][measure]) for s in series)]
-            for i, point in enumerate(series[0]["points"])
-        ]
-        await page.get_by_text("The numbers as a table").click()
+        want = []
+        for s in body["series"]:
+            posts = sum(p["posts"] for p in s["points"])
+            published = sum(p["published"] for p in s["points"])
+            want.append([s["publication"], posts, f"{100 * posts / published:.1f}"])
+        assert totals == want
+        # Every publication with posts in the range is there, mentioning it or not.
+        assert {s["publication"] for s in body["series"]} == {
+            a.publication for a in spread_articles()
+            if (not since or a.date >= since) and (not until or a.date <= until)
+        }  # fmt: skip
+        assert await page.locator(".multiples li").first.locator("rect").count() == len(
+            body["series"][0]["points"]
+        )
+        data = await download(page, "Download CSV")
+        assert data == await api_bytes(seeded, "/v1/entities/timeline", [*query, ("format", "csv")])
+        table = page.locator("details.panel").filter(has_text="The numbers as a table")
+        if not await table.get_attribute("open"):
+            await page.get_by_text("The numbers as a table").click()
         shown = await page.locator("table.timeline tbody tr").evaluate_all(
             "rows => rows.map(r => [r.querySelector('time').dateTime,"
-            " ...[...r.querySelectorAll('data')].map(d => d.value)])"
+            " ...[...r.querySelectorAll('data.posts')].map(d => Number(d.value))])"
         )
-        assert shown == table[1:]
-        return table
+        assert shown == [
+            [point["date"], *(s["points"][i]["posts"] for s in body["series"])]
+            for i, point in enumerate(body["series"][0]["points"])
+        ]
+        return body
 
     weekly = await matches_api("week")
-    assert entity["posts"] == sum(int(v) for row in weekly[1:] for v in row[1:])
+    assert entity["posts"] == sum(p["posts"] for s in weekly["series"] for p in s["points"])
     await changed(page, page.get_by_label("Month", exact=True).check(), interval=["month"])
-    monthly = await matches_api("month")
-    assert len(monthly) < len(weekly)
-    await changed(page, page.get_by_label("Mentions", exact=True).check(), sort=["mentions"])
-    await matches_api("month", "mentions")
+    await matches_api("month")
+    # The axis covers the whole range typed, not only the days it was mentioned.
+    await page.get_by_label("From", exact=True).fill("2017-02-01")
+    await page.get_by_label("To", exact=True).fill("2017-04-30")
+    await changed(page, page.get_by_label("To", exact=True).press("Enter"), until=["2017-04-30"])
+    ranged = await matches_api("month", "2017-02-01", "2017-04-30")
+    assert [p["date"] for p in ranged["series"][0]["points"]] == [
+        "2017-02-01", "2017-03-01", "2017-04-01",
+    ]  # fmt: skip
+    await changed(page, page.get_by_label("Share of posts", exact=True).check(), sort=["share"])
+    heights = (
+        await page.locator(".multiples li")
+        .first.locator("rect")
+        .evaluate_all("rects => rects.map(r => Number(r.getAttribute('height')))")
+    )
+    shares = [p["share"] for p in ranged["series"][0]["points"]]
+    peak = max(p["share"] for s in ranged["series"] for p in s["points"])
+    assert heights == pytest.approx([100 * s / peak for s in shares])
     await screenshots(page, "entity")
 
-    again = await open_tab(page.url)
-    assert await again.page.get_by_label("Month", exact=True).is_checked()
-    assert (
-        await again.page.locator(".multiples").inner_text()
-        == await page.locator(".multiples").inner_text()
-    )
-
-    # Typing another name shows that entity.
+    # Typing a name that nothing mentions says so.
     await page.get_by_label("Name", exact=True).fill("Nobody Atall")
     await changed(page, page.get_by_label("Name", exact=True).press("Enter"), key=["nobody atall"])
     await page.get_by_text("No mentions").first.wait_for()
     tab.assert_clean()
-    again.assert_clean()
+
+
+async def test_phone_entity_view_shows_a_chart_first(seeded: Service, browser: Browser) -> None:
+    context = await browser.new_context(viewport=PHONE, locale="en-US")  # type: ignore[arg-type]
+    page = await context.new_page()
+    await page.goto(f"{seeded.url}/?view=entity")
+    await settled(page)
+    chart = await page.locator(".multiples li svg").first.bounding_box()
+    assert chart is not None and chart["y"] + chart["height"] <= PHONE["height"]
+    await context.close()
 
 
 async def test_keyboard_only_walk(seeded: Service, open_tab: OpenTab) -> None:
@@ -532,7 +600,7 @@ async def test_keyboard_only_walk(seeded: Service, open_tab: OpenTab) -> None:
     await tab_to("el.tagName === 'BUTTON' && el.textContent === 'Download CSV'")
     async with page.expect_download() as info:
         await keys.press("Enter")
-    assert (await _read(await info.value)).startswith("month_starting,")
+    assert (await _read(await info.value)).startswith(b"\xef\xbb\xbffilter_publication,")
 
     tab.assert_clean()
 

@@ -114,10 +114,14 @@ async def list_posts(request: web.Request) -> web.Response:
         limit=params.limit,
         after=decode_cursor(params.cursor) if params.cursor else None,
     )
-    page = await request.app[STORE].posts_mentioning(query)
+    store = request.app[STORE]
+    page = await store.posts_mentioning(query)
+    entity = (query.label, query.key)
+    text = (await store.display_texts([entity]))[entity] if page.posts else None
     answer = PostList(
         label=query.label,
         key=query.key,
+        text=text,
         posts=[
             PostRow(
                 id=p.id,

@@ -93,6 +93,7 @@ class PostRow(Response):
 class PostList(Response):
     label: str
     key: str
+    text: str | None = Field(description="The entity's display text; null when unmentioned.")
     posts: list[PostRow]
     next: str | None
 

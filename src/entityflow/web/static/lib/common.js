@@ -19,9 +19,10 @@ const SHORT = {
   LAW: "Law", LANGUAGE: "Language",
 };
 export const KNOWN_LABELS = new Set(LABELS.map(([code]) => code));
-export const VIEWS = ["overview", "publication", "compare", "entity"];
+export const VIEWS = ["overview", "publication", "compare", "entity", "posts"];
 export const TITLES = {
   overview: "Overview", publication: "Publication", compare: "Compare", entity: "Entity",
+  posts: "Stories",
 };
 export const KEY_STORE = "entityflow.apiKey";
 // The API's largest page: Compare reads this many entities per publication.

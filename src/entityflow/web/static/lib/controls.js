@@ -1,7 +1,7 @@
 // Controls and pieces the views share: filters, headings, bars, wording.
 
 import { LABELS, MAX_LIMIT, h, isDate, formatDate, numberNode, labelName } from "./common.js";
-import { entityHref } from "./state.js";
+import { entityHref, postsHref } from "./state.js";
 
 /** The label filter; folded away on narrow screens, where it would fill the first view. */
 export function labelFieldset(selected) {
@@ -21,13 +21,50 @@ export function labelFieldset(selected) {
   return details;
 }
 
+/** From and To. Typing a date waits for Enter or for leaving the field: a date typed digit
+ * by digit is not a new request (and a new history entry) at every keystroke. */
 export function dateFields(state) {
+  const field = (id, text, value) => {
+    const input = h("input", { id, name: id, type: "date", value, "aria-describedby": "date-problem" });
+    input.dataset.applied = value;
+    input.addEventListener("change", (event) => event.stopPropagation());
+    // Enter applies the dates (a form of several fields has no implicit submission).
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") {
+        event.preventDefault();
+        input.form.requestSubmit();
+      }
+    });
+    // Leaving the dates applies them; moving from one date to the other does not yet.
+    input.addEventListener("blur", (event) => {
+      if (event.relatedTarget && event.relatedTarget.type === "date") return;
+      const dates = [...input.form.querySelectorAll("input[type=date]")];
+      if (dates.some((d) => d.value !== d.dataset.applied)) input.form.requestSubmit();
+    });
+    return h("div", { class: "field" }, h("label", { for: id }, text), input);
+  };
   return [
-    h("div", { class: "field" }, h("label", { for: "since" }, "From"),
-      h("input", { id: "since", name: "since", type: "date", value: state.since })),
-    h("div", { class: "field" }, h("label", { for: "until" }, "To"),
-      h("input", { id: "until", name: "until", type: "date", value: state.until })),
+    field("since", "From", state.since), field("until", "To", state.until),
+    h("p", { id: "date-problem", class: "error date-problem", role: "alert", hidden: true }),
   ];
+}
+
+/** Whether the form's dates make a range; if not, says why next to them. */
+function datesOk(form) {
+  const since = form.querySelector("[name=since]");
+  const until = form.querySelector("[name=until]");
+  const problem = form.querySelector(".date-problem");
+  if (!since || !until || !problem) return true;
+  const bad = since.value && until.value && since.value > until.value;
+  problem.hidden = !bad;
+  problem.textContent = bad
+    ? `The start date (${formatDate(since.value)}) is after the end date (${formatDate(until.value)}).`
+    : "";
+  if (!bad) {
+    since.dataset.applied = since.value;
+    until.dataset.applied = until.value;
+  }
+  return !bad;
 }
 
 export function limitField(value) {
@@ -68,10 +105,12 @@ export function formState(form, state) {
 
 export function controlsForm(children, onchange) {
   const form = h("form", { class: "controls", "aria-label": "Filters" }, children);
-  form.addEventListener("change", () => onchange(form));
+  form.addEventListener("change", () => {
+    if (datesOk(form)) onchange(form);
+  });
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    onchange(form);
+    if (datesOk(form)) onchange(form);
   });
   return form;
 }
@@ -85,9 +124,11 @@ export function toolbar(...buttons) {
   return h("div", { class: "toolbar" }, buttons);
 }
 
-/** Horizontal bars: one row per entity, the bar drawn in CSS, both counts in words. */
-export function bars(entities, measure, caption, publications) {
+/** Horizontal bars: one row per entity, the bar drawn in CSS, both counts in words; the
+ * ranking measure is the bold one, and the posts count opens the posts behind it. */
+export function bars(entities, measure, caption, publications, range) {
   const max = Math.max(1, ...entities.map((e) => e[measure]));
+  const lead = (name) => (name === measure ? `${name} lead` : name);
   return h("ol", { class: "bars", "aria-label": caption },
     entities.map((e) => h("li", { "data-label": e.label, "data-key": e.key },
       h("span", { class: "who" },
@@ -96,12 +137,12 @@ export function bars(entities, measure, caption, publications) {
       h("span", { class: "bar", "aria-hidden": "true" },
         h("span", { style: `width:${(100 * e[measure]) / max}%` })),
       h("span", { class: "value" },
-        numberNode(e.posts, "posts"), e.posts === 1 ? " post" : " posts", " · ",
-        numberNode(e.mentions, "mentions"), e.mentions === 1 ? " mention" : " mentions"))));
+        h("a", {
+          href: postsHref(e, publications, range && range.since, range && range.until),
+          "data-nav": true, class: "stories", title: `The posts that mention ${e.text}`,
+        }, numberNode(e.posts, lead("posts")), e.posts === 1 ? " post" : " posts"), " · ",
+        numberNode(e.mentions, lead("mentions")), e.mentions === 1 ? " mention" : " mentions"))));
 }
-
-export const ENTITY_COLUMNS = ["text", "label", "key", "posts", "mentions"];
-export const entityRows = (entities) => entities.map((e) => [e.text, e.label, e.key, e.posts, e.mentions]);
 
 export function rangeText(state) {
   if (state.since && state.until) return `from ${formatDate(state.since)} to ${formatDate(state.until)}`;

@@ -1,17 +1,28 @@
-// CSV of whatever is on screen, downloaded in the browser.
+// CSV downloads: the API's own CSV (byte-order mark, the filters as columns, a filename that
+// names them), saved as it comes, so the page's file and a script's are the same bytes.
 
-import { h, say } from "./common.js";
+import { KEY_STORE, h, say } from "./common.js";
+import { params } from "./api.js";
 
-function csvText(columns, rows) {
-  const cell = (value) => {
-    const text = value === null || value === undefined ? "" : String(value);
-    return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
-  };
-  return [columns, ...rows].map((row) => row.map(cell).join(",")).join("\r\n") + "\r\n";
-}
-
-function downloadCsv(filename, columns, rows) {
-  const blob = new Blob([csvText(columns, rows)], { type: "text/csv;charset=utf-8" });
+async function downloadCsv(path, entries) {
+  const query = params([...entries, ["format", "csv"]]).toString();
+  const headers = { Accept: "text/csv" };
+  const key = sessionStorage.getItem(KEY_STORE);
+  if (key) headers["X-API-Key"] = key;
+  let response;
+  try {
+    response = await fetch(`/v1/${path}?${query}`, { headers });
+  } catch {
+    say("The CSV could not be downloaded: the service is not answering.");
+    return;
+  }
+  if (!response.ok) {
+    say(`The CSV could not be downloaded: the service answered ${response.status}.`);
+    return;
+  }
+  const disposition = response.headers.get("Content-Disposition") || "";
+  const filename = (/filename="([^"]+)"/.exec(disposition) || [])[1] || "entityflow.csv";
+  const blob = await response.blob();
   const url = URL.createObjectURL(blob);
   const link = h("a", { href: url, download: filename, hidden: true });
   document.body.append(link);
@@ -21,8 +32,30 @@ function downloadCsv(filename, columns, rows) {
   say(`Downloaded ${filename}`);
 }
 
-export function csvButton(text, filename, columns, rows) {
+/** A button that downloads GET /v1/PATH?ENTRIES as CSV. */
+export function csvButton(text, path, entries) {
   return h("button", {
-    type: "button", class: "csv", onclick: () => downloadCsv(filename, columns, rows),
+    type: "button", class: "csv", onclick: () => downloadCsv(path, entries),
   }, text);
+}
+
+/** The publications list as CSV, made here: the API has no CSV of it. */
+export function publicationsCsvButton(text, publications) {
+  const cell = (value) => {
+    const s = value === null || value === undefined ? "" : String(value);
+    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  const rows = [["name", "posts", "first_date", "last_date"],
+    ...publications.map((p) => [p.name, p.posts, p.first_date, p.last_date])];
+  const onclick = () => {
+    const text = "\ufeff" + rows.map((row) => row.map(cell).join(",")).join("\r\n") + "\r\n";
+    const url = URL.createObjectURL(new Blob([text], { type: "text/csv;charset=utf-8" }));
+    const link = h("a", { href: url, download: "entityflow-publications.csv", hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    say("Downloaded entityflow-publications.csv");
+  };
+  return h("button", { type: "button", class: "csv", onclick }, text);
 }

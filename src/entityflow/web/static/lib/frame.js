@@ -8,6 +8,12 @@ import { readState } from "./state.js";
 export const BUILDERS = {};
 
 let routeToken = 0;
+let currentView = "overview";
+
+/** The tab's title: what is shown, then the view, then the product. */
+export function setTitle(subject) {
+  document.title = [subject, TITLES[currentView], "entityflow"].filter(Boolean).join(" · ");
+}
 
 export async function route({ focus = false } = {}) {
   const state = readState(location.search);
@@ -16,7 +22,8 @@ export async function route({ focus = false } = {}) {
     if (link.dataset.view === state.view) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  document.title = `${TITLES[state.view]} · entityflow`;
+  currentView = state.view;
+  setTitle("");
   const root = document.getElementById("view");
   root.replaceChildren(h("p", { class: "loading" }, "Loading…"));
   root.setAttribute("aria-busy", "true");

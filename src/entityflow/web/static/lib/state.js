@@ -15,7 +15,7 @@ export function readState(search) {
     since: isDate(q.get("since")) ? q.get("since") : "",
     until: isDate(q.get("until")) ? q.get("until") : "",
     limit: limit >= 1 && limit <= MAX_LIMIT ? limit : view === "compare" ? 10 : 20,
-    sort: q.get("sort") === "mentions" ? "mentions" : "posts",
+    sort: ["mentions", "share"].includes(q.get("sort")) ? q.get("sort") : "posts",
     key: (q.get("key") || "").trim(),
     interval: ["day", "week", "month"].includes(q.get("interval")) ? q.get("interval") : "week",
   };
@@ -31,8 +31,12 @@ export function stateQuery(state) {
     if (state.limit !== 20) entries.push(["limit", state.limit]);
     if (state.sort !== "posts") entries.push(["sort", state.sort]);
   } else if (view === "compare") {
-    entries.push(["publication", state.publications], ["label", state.labels]);
+    entries.push(["publication", state.publications], ["label", state.labels],
+      ["since", state.since], ["until", state.until]);
     if (state.limit !== 10) entries.push(["limit", state.limit]);
+  } else if (view === "posts") {
+    entries.push(["label", state.labels.slice(0, 1)], ["key", state.key],
+      ["publication", state.publications], ["since", state.since], ["until", state.until]);
   } else if (view === "entity") {
     entries.push(["label", state.labels.slice(0, 1)], ["key", state.key],
       ["publication", state.publications], ["interval", state.interval],
@@ -57,5 +61,13 @@ export function entityHref(entity, publications) {
   return stateQuery({
     view: "entity", labels: [entity.label], key: entity.key, publications: publications || [],
     interval: "week", since: "", until: "", sort: "posts",
+  });
+}
+
+/** The story list behind a count: the posts that mention `entity` under the same filters. */
+export function postsHref(entity, publications, since, until) {
+  return stateQuery({
+    view: "posts", labels: [entity.label], key: entity.key, publications: publications || [],
+    since: since || "", until: until || "", interval: "week", sort: "posts", limit: 20,
   });
 }

@@ -1,64 +1,20 @@
-// Compare: shared and distinctive entities of two to four publications.
+// Compare: each entity's share of each publication's posts, computed by the service over
+// every entity (GET /v1/compare), shared and distinctive, over a date range.
 
 import {
-  MAX_LIMIT,
-  number,
-  percent,
-  points,
-  h,
-  percentNode,
-  pct,
-  entityId,
-  labelName,
-  say,
-  slug,
+  number, percent, points, h, percentNode, pct, labelName, say, formatDate,
 } from "../lib/common.js";
 import { csvButton } from "../lib/csv.js";
 import { api, params } from "../lib/api.js";
-import { setUrl, entityHref } from "../lib/state.js";
-import { emptyNode, NO_POSTS, resultsArea } from "../lib/frame.js";
+import { setUrl, stateQuery, entityHref, postsHref } from "../lib/state.js";
+import { emptyNode, NO_POSTS, resultsArea, setTitle } from "../lib/frame.js";
 import {
-  labelFieldset,
-  limitField,
-  formState,
-  controlsForm,
-  heading,
-  toolbar,
-  labelsText,
+  labelFieldset, limitField, dateFields, formState, controlsForm, heading, toolbar, labelsText,
+  rangeText,
 } from "../lib/controls.js";
 
-/** Share of each publication's posts that mention each entity, from the API's top lists. */
-function compareData(chosen, lists) {
-  const byId = new Map();
-  chosen.forEach((publication, index) => {
-    for (const e of lists[index]) {
-      if (!byId.has(entityId(e))) {
-        byId.set(entityId(e), { text: e.text, label: e.label, key: e.key, posts: chosen.map(() => 0) });
-      }
-      byId.get(entityId(e)).posts[index] = e.posts;
-    }
-  });
-  const entities = [...byId.values()].map((e) => ({
-    ...e, shares: e.posts.map((posts, i) => posts / chosen[i].posts),
-  }));
-  const others = (e, i) => e.shares.filter((_, j) => j !== i).reduce((a, b) => a + b, 0) /
-    (chosen.length - 1);
-  const byText = (a, b) => (a.text < b.text ? -1 : a.text > b.text ? 1 : 0);
-  const distinctive = chosen.map((_, i) => entities
-    .filter((e) => e.posts[i] > 0)
-    .map((e) => {
-      const lift = e.shares[i] - others(e, i);
-      // Ranked on the difference rounded to 1e-9, so float noise cannot order equal ones.
-      return { ...e, share: e.shares[i], others: others(e, i), lift, rank: Math.round(lift * 1e9) };
-    })
-    .filter((e) => e.rank > 0)
-    .sort((a, b) => b.rank - a.rank || b.share - a.share || byText(a, b)));
-  const shared = entities
-    .filter((e) => e.posts.every((posts) => posts > 0))
-    .map((e) => ({ ...e, least: Math.min(...e.shares) }))
-    .sort((a, b) => b.least - a.least || byText(a, b));
-  return { shared, distinctive };
-}
+const MOST = 10;
+const DAY = 86400000;
 
 export async function buildCompare(view, state) {
   const publications = await api("publications");
@@ -73,76 +29,55 @@ export async function buildCompare(view, state) {
   }
   setUrl(state, true);
   view.append(heading("Compare publications",
-    "Pick two to four. A share is the share of a publication's posts that mention an entity. " +
-    "Distinctive: ranked by the publication's share minus the mean share in the others " +
-    "(in percentage points). Shared: mentioned by all, ranked by the smallest of their shares."));
+    `Pick two to ${MOST}. A share is the share of a publication's posts in the date range that ` +
+    "mention an entity, counted over every entity. Distinctive: ranked by the publication's " +
+    "share minus the mean of the others' shares (in percentage points). Shared: mentioned by " +
+    "all, ranked by the smallest of their shares."));
 
   const { area, refresh } = resultsArea(async () => {
     const names = state.publications;
-    if (names.length < 2 || names.length > 4) {
-      return [emptyNode("Pick two to four publications",
+    setTitle(names.join(" vs "));
+    if (names.length < 2 || names.length > MOST) {
+      return [emptyNode(`Pick two to ${MOST} publications`,
         `${names.length} ${names.length === 1 ? "is" : "are"} ticked.`)];
     }
-    const chosen = names.map((n) => publications.find((p) => p.name === n) || { name: n, posts: 0 });
-    const lists = await Promise.all(names.map((n) => api("entities",
-      params([["publication", n], ["label", state.labels], ["limit", MAX_LIMIT], ["sort", "posts"]]))
-      .then((body) => body.entities)));
-    const { shared, distinctive } = compareData(chosen, lists);
-    const limit = state.limit;
-    const sharedShown = shared.slice(0, limit);
-    const distinctiveShown = distinctive.map((list) => list.slice(0, limit));
-    const rows = [];
-    for (const e of sharedShown) {
-      chosen.forEach((p, i) => rows.push(["shared", p.name, e.text, e.label, e.key, e.posts[i],
-        p.posts, pct(e.shares[i]), "", ""]));
-    }
-    distinctiveShown.forEach((list, i) => {
-      for (const e of list) {
-        rows.push(["distinctive", chosen[i].name, e.text, e.label, e.key, e.posts[i],
-          chosen[i].posts, pct(e.share), pct(e.others), pct(e.lift)]);
-      }
-    });
-    const truncated = lists.some((list) => list.length >= MAX_LIMIT);
+    const entries = [["publication", names], ["label", state.labels], ["since", state.since],
+      ["until", state.until], ["limit", state.limit]];
+    const [distinctive, shared] = await Promise.all([
+      api("compare", params([...entries, ["sort", "distinctive"]])),
+      api("compare", params([...entries, ["sort", "shared"]])),
+    ]);
+    const chosen = distinctive.publications;
     say(`Comparing ${names.join(", ")}`);
     return [
-      toolbar(h("p", { class: "sub" }, `${labelsText(state.labels)}, over all dates; ` +
-        `top ${number.format(limit)} of each list.`),
-        csvButton("Download CSV", `entityflow-compare-${names.map(slug).join("-")}.csv`,
-          ["section", "publication", "text", "label", "key", "posts", "publication_posts",
-            "share_pct", "others_mean_share_pct", "difference_pct"], rows)),
-      truncated ? h("p", { class: "notice" }, `Counts come from each publication's ` +
-        `${number.format(MAX_LIMIT)} most-mentioned entities; rarer ones count as zero.`) : null,
-      h("section", { class: "panel", "aria-labelledby": "shared-title" },
-        h("h2", { id: "shared-title" }, "Shared by all"),
-        sharedShown.length ? h("div", { class: "scroll" }, h("table", { class: "shared" },
-          h("caption", { class: "visually-hidden" },
-            "Entities every chosen publication mentions, with the share of each one's posts"),
-          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Entity"),
-            chosen.map((p) => h("th", { scope: "col", class: "num" }, p.name)))),
-          h("tbody", {}, sharedShown.map((e) => h("tr", { "data-label": e.label, "data-key": e.key },
-            h("th", { scope: "row" }, h("a", { href: entityHref(e, names), "data-nav": true }, e.text),
-              " ", h("span", { class: "chip" }, labelName(e.label))),
-            e.shares.map((share, i) => h("td", { class: "num" }, percentNode(share),
-              h("span", { class: "of" }, ` (${number.format(e.posts[i])})`))))))))
-          : emptyNode("Nothing shared", "No entity of these kinds is mentioned by all of them.")),
-      h("div", { class: "columns" }, distinctiveShown.map((list, i) => h("section", {
-        class: "panel distinctive", "aria-labelledby": `distinct-${i}`, "data-publication": chosen[i].name,
-      },
-      h("h2", { id: `distinct-${i}` }, `Distinctive to ${chosen[i].name}`),
-      h("p", { class: "sub" }, `${number.format(chosen[i].posts)} posts. Its share vs the others' mean share.`),
-      list.length ? distinctiveBars(list, i, names)
-        : emptyNode("Nothing distinctive", "No entity has a larger share here than in the others.")))),
+      toolbar(h("p", { class: "sub" }, `${labelsText(state.labels)}, ${rangeText(state)}; ` +
+        `top ${number.format(state.limit)} of each list.`),
+        csvButton("Download distinctive CSV", "compare", [...entries, ["sort", "distinctive"]]),
+        csvButton("Download shared CSV", "compare", [...entries, ["sort", "shared"]])),
+      overlapWarning(chosen, state),
+      sharedPanel(shared.entities, chosen, state),
+      h("div", { class: "columns" }, chosen.map((p, i) => {
+        const list = distinctive.entities.filter((e) => e.distinctive_to === p.name);
+        return h("section", {
+          class: "panel distinctive", "aria-labelledby": `distinct-${i}`, "data-publication": p.name,
+        },
+        h("h2", { id: `distinct-${i}` }, `Distinctive to ${p.name}`),
+        h("p", { class: "sub" }, `${number.format(p.posts)} posts ${rangeText(state)}. ` +
+          "Its share vs the others' mean share."),
+        list.length ? distinctiveBars(list, p.name, names, state)
+          : emptyNode("Nothing distinctive", "No entity has a larger share here than in the others."));
+      })),
     ];
   });
 
   const form = controlsForm([
-    h("fieldset", { class: "pubs" }, h("legend", {}, "Publications (two to four)"),
+    h("fieldset", { class: "pubs" }, h("legend", {}, `Publications (two to ${MOST})`),
       h("div", { class: "checks" }, publications.map((p) => h("label", { class: "check" },
         h("input", {
           type: "checkbox", name: "publication", value: p.name,
           checked: state.publications.includes(p.name),
         }), ` ${p.name}`)))),
-    h("div", { class: "row" }, limitField(state.limit)),
+    h("div", { class: "row" }, ...dateFields(state), limitField(state.limit)),
     labelFieldset(state.labels),
   ], (form) => {
     state = formState(form, state);
@@ -153,17 +88,66 @@ export async function buildCompare(view, state) {
   await refresh();
 }
 
+/** A warning when the publications' posts in the range cover periods that barely overlap. */
+function overlapWarning(chosen, state) {
+  const spans = chosen.filter((p) => p.first_date && p.last_date);
+  if (spans.length < 2) return null;
+  const time = (iso) => Date.parse(iso + "T00:00:00Z");
+  const start = Math.max(...spans.map((p) => time(p.first_date)));
+  const end = Math.min(...spans.map((p) => time(p.last_date)));
+  const shortest = Math.min(...spans.map((p) => time(p.last_date) - time(p.first_date) + DAY));
+  const common = Math.max(0, end - start + DAY);
+  if (common >= shortest / 2) return null;
+  const covers = spans.map((p) => `${p.name}: ${formatDate(p.first_date)} to ${formatDate(p.last_date)}`);
+  const iso = (ms) => new Date(ms).toISOString().slice(0, 10);
+  return h("div", { class: "notice warning overlap", role: "note" },
+    h("h2", {}, common ? "These publications' dates barely overlap" : "These publications' dates do not overlap"),
+    h("p", {}, `Their posts ${rangeText(state)} cover different periods, so their shares describe ` +
+      `different news. ${covers.join("; ")}.`),
+    common ? h("p", {}, h("a", {
+      href: stateQuery({ ...state, since: iso(start), until: iso(end) }), "data-nav": true,
+    }, `Compare only ${formatDate(iso(start))} to ${formatDate(iso(end))}, when all of them published`))
+      : null);
+}
+
+function countLink(e, name, state) {
+  const n = e.posts[name];
+  return h("a", {
+    href: postsHref(e, [name], state.since, state.until), "data-nav": true, class: "of stories",
+    title: `The posts of ${name} that mention ${e.text}`,
+  }, `${number.format(n)} ${n === 1 ? "post" : "posts"}`);
+}
+
+function sharedPanel(entities, chosen, state) {
+  const names = chosen.map((p) => p.name);
+  return h("section", { class: "panel", "aria-labelledby": "shared-title" },
+    h("h2", { id: "shared-title" }, "Shared by all"),
+    entities.length ? h("div", { class: "scroll" }, h("table", { class: "shared" },
+      h("caption", { class: "visually-hidden" },
+        "Entities every chosen publication mentions, with the share of each one's posts"),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Entity"),
+        names.map((name) => h("th", { scope: "col", class: "num" }, name)))),
+      h("tbody", {}, entities.map((e) => h("tr", { "data-label": e.label, "data-key": e.key },
+        h("th", { scope: "row" }, h("a", { href: entityHref(e, names), "data-nav": true }, e.text),
+          " ", h("span", { class: "chip" }, labelName(e.label))),
+        names.map((name) => h("td", { class: "num" }, percentNode(e.share[name]), " ",
+          countLink(e, name, state))))))))
+      : emptyNode("Nothing shared", "No entity of these kinds is mentioned by all of them."));
+}
+
 /** Bars of the ranking measure: the publication's share minus the others' mean share. */
-function distinctiveBars(list, index, names) {
+function distinctiveBars(list, name, names, state) {
   const max = Math.max(...list.map((e) => e.lift));
-  return h("ol", { class: "bars compact" }, list.map((e) => h("li", {
-    "data-label": e.label, "data-key": e.key,
-  },
-  h("span", { class: "who" }, h("a", { href: entityHref(e, names), "data-nav": true, class: "name" },
-    e.text), h("span", { class: "chip" }, labelName(e.label))),
-  h("span", { class: "bar", "aria-hidden": "true" }, h("span", { style: `width:${(100 * e.lift) / max}%` })),
-  h("span", { class: "value" }, percentNode(e.share), " vs ",
-    h("data", { value: pct(e.others), class: "others" }, percent.format(e.others)),
-    " (", h("data", { value: pct(e.lift), class: "lift" }, `+${points.format(100 * e.lift)} points`), ")",
-    h("span", { class: "of" }, ` · ${number.format(e.posts[index])} ${e.posts[index] === 1 ? "post" : "posts"}`)))));
+  return h("ol", { class: "bars compact" }, list.map((e) => {
+    const share = e.share[name];
+    const others = share - e.lift;
+    return h("li", { "data-label": e.label, "data-key": e.key },
+      h("span", { class: "who" }, h("a", { href: entityHref(e, names), "data-nav": true, class: "name" },
+        e.text), h("span", { class: "chip" }, labelName(e.label))),
+      h("span", { class: "bar", "aria-hidden": "true" }, h("span", { style: `width:${(100 * e.lift) / max}%` })),
+      h("span", { class: "value" }, percentNode(share), " vs ",
+        h("data", { value: pct(others), class: "others" }, percent.format(others)),
+        " (", h("data", { value: pct(e.lift), class: "lift" }, `+${points.format(100 * e.lift)} points`), ")",
+        " · ", countLink(e, name, state)));
+  }));
 }

@@ -1,31 +1,17 @@
-// Entity: one entity's timeline per publication.
+// Entity: one entity over time in each publication, as posts, mentions or the share of the
+// publication's own posts, on one axis over the whole range.
 
 import {
-  LABELS,
-  number,
-  h,
-  svg,
-  formatDate,
-  dateNode,
-  numberNode,
-  labelName,
-  say,
-  entityKey,
-  slug,
+  LABELS, number, percent, h, svg, formatDate, dateNode, numberNode, labelName, say, entityKey,
 } from "../lib/common.js";
 import { csvButton } from "../lib/csv.js";
 import { api, params } from "../lib/api.js";
-import { stateQuery, setUrl } from "../lib/state.js";
-import { route, emptyNode, NO_POSTS, resultsArea } from "../lib/frame.js";
-import {
-  dateFields,
-  radios,
-  formState,
-  controlsForm,
-  heading,
-  toolbar,
-  rangeText,
-} from "../lib/controls.js";
+import { stateQuery, setUrl, entityHref, postsHref } from "../lib/state.js";
+import { route, emptyNode, NO_POSTS, resultsArea, setTitle } from "../lib/frame.js";
+import { dateFields, radios, formState, controlsForm, heading, toolbar, rangeText } from "../lib/controls.js";
+import { findEntities, resolveEntity, suggest } from "../lib/find.js";
+
+const MEASURES = { posts: "posts that mention it", mentions: "mentions", share: "share of its posts" };
 
 export async function buildEntity(view, state) {
   const publications = await api("publications");
@@ -39,55 +25,68 @@ export async function buildEntity(view, state) {
     if (entities.length) state = { ...state, labels: [entities[0].label], key: entities[0].key };
   }
   if (!state.labels.length) state = { ...state, labels: ["PERSON"] };
+  // A hand-made link may carry a name rather than a key: the key rule makes it one.
+  state = { ...state, key: entityKey(state.key) };
   setUrl(state, true);
 
   const label = state.labels[0];
-  const known = (await api("entities", params([["label", label], ["limit", 200]]))).entities;
-  const display = () => (known.find((e) => e.key === state.key && e.label === state.labels[0]) ||
-    { text: state.key }).text;
-  const title = h("h1", {}, display() || "Entity");
-  const sub = h("p", { class: "sub" }, `${labelName(label)} · key “${state.key}”`);
+  const title = h("h1", {}, state.key || "Entity");
+  const sub = h("p", { class: "sub" }, labelName(label));
   view.append(h("header", { class: "view-head" }, title, sub));
+  let name = state.key;
 
   const { area, refresh } = resultsArea(async () => {
     if (!state.key) return [emptyNode("Pick an entity", "Type a name and press Enter.")];
-    const body = await api("entities/timeline", params([["label", state.labels[0]], ["key", state.key],
+    const entries = [["label", state.labels[0]], ["key", state.key],
       ["publication", state.publications], ["interval", state.interval],
-      ["since", state.since], ["until", state.until]]));
-    return timeline(body, state, display());
+      ["since", state.since], ["until", state.until]];
+    const body = await api("entities/timeline", params(entries));
+    name = body.text || state.key;
+    title.textContent = name;
+    nameInput.value = name;
+    setTitle(name);
+    return timeline(body, state, name, entries);
   });
 
-  const names = h("datalist", { id: "entity-names" },
-    known.map((e) => h("option", { value: e.text })));
+  const names = h("datalist", { id: "entity-names" });
   const nameInput = h("input", {
-    id: "entity-name", name: "name", list: "entity-names", value: display(),
+    id: "entity-name", name: "name", list: "entity-names", value: state.key,
     autocomplete: "off", "aria-describedby": "entity-name-help",
   });
+  suggest(nameInput, names);
   const labelSelect = h("select", { id: "entity-label", name: "entity-label" },
     LABELS.map(([code, text]) => h("option", { value: code, selected: code === label }, text)));
+  const narrow = window.matchMedia("(max-width: 640px)").matches;
   const form = controlsForm([
     h("div", { class: "row" },
-      h("div", { class: "field" }, h("label", { for: "entity-label" }, "Kind"), labelSelect),
       h("div", { class: "field grow" }, h("label", { for: "entity-name" }, "Name"), nameInput,
-        h("small", { id: "entity-name-help" }, "Press Enter to show it.")),
-      radios("interval", "Per", [["day", "Day"], ["week", "Week"], ["month", "Month"]], state.interval),
-      radios("sort", "Count", [["posts", "Posts"], ["mentions", "Mentions"]], state.sort),
-      ...dateFields(state)),
-    h("fieldset", { class: "pubs" }, h("legend", {}, "Publications (none ticked: all that mention it)"),
-      h("div", { class: "checks" }, publications.map((p) => h("label", { class: "check" },
-        h("input", {
-          type: "checkbox", name: "publication", value: p.name,
-          checked: state.publications.includes(p.name),
-        }), ` ${p.name}`)))),
-  ], (form) => {
+        h("small", { id: "entity-name-help" }, "Any kind; press Enter to show it.")),
+      h("div", { class: "field" }, h("label", { for: "entity-label" }, "Kind"), labelSelect)),
+    h("details", { class: "more-controls", open: !narrow },
+      h("summary", {}, "Period, measure, dates and publications"),
+      h("div", { class: "row" },
+        radios("interval", "Per", [["day", "Day"], ["week", "Week"], ["month", "Month"]], state.interval),
+        radios("sort", "Show", [["posts", "Posts"], ["mentions", "Mentions"], ["share", "Share of posts"]],
+          state.sort),
+        ...dateFields(state)),
+      h("fieldset", { class: "pubs" }, h("legend", {}, "Publications (none ticked: all)"),
+        h("div", { class: "checks" }, publications.map((p) => h("label", { class: "check" },
+          h("input", {
+            type: "checkbox", name: "publication", value: p.name,
+            checked: state.publications.includes(p.name),
+          }), ` ${p.name}`))))),
+  ], async (form) => {
     const next = formState(form, state);
     const typed = nameInput.value.trim();
-    const labelChanged = labelSelect.value !== state.labels[0];
     next.labels = [labelSelect.value];
-    const match = known.find((e) => e.text === typed && e.label === labelSelect.value);
-    next.key = match ? match.key : entityKey(typed);
-    if (labelChanged || next.key !== state.key) {
-      // Another entity: a fresh view, so its name list and title match it.
+    next.key = state.key;
+    if (typed && typed !== name) {
+      // Whatever kind is selected, the service finds the entity across every kind.
+      const found = await resolveEntity(typed, labelSelect.value);
+      next.labels = [found ? found.label : labelSelect.value];
+      next.key = found ? found.key : entityKey(typed);
+    }
+    if (next.labels[0] !== state.labels[0] || next.key !== state.key) {
       history.pushState(null, "", stateQuery(next));
       route({ focus: true });
       return;
@@ -96,65 +95,104 @@ export async function buildEntity(view, state) {
     setUrl(state, false);
     refresh();
   });
-  // Typing in the name box must wait for Enter, not re-run on each change event.
+  // Typing in the name box waits for Enter, not for each change event.
   nameInput.addEventListener("change", (event) => event.stopPropagation());
+  labelSelect.addEventListener("change", (event) => event.stopPropagation());
   view.append(form, names, area);
   await refresh();
 }
 
-function timeline(body, state, name) {
+async function didYouMean(state, name) {
+  const found = (await findEntities(name, 5)).filter(
+    (e) => e.label !== state.labels[0] || e.key !== state.key);
+  if (!found.length) return null;
+  return h("div", { class: "notice", role: "note" }, h("h2", {}, "Did you mean"),
+    h("ul", { class: "suggestions" }, found.map((e) => h("li", {},
+      h("a", { href: entityHref(e, state.publications), "data-nav": true }, e.text),
+      ` (${labelName(e.label)}, ${number.format(e.posts)} ${e.posts === 1 ? "post" : "posts"})`))));
+}
+
+const valueOf = (p, measure) => p[measure];
+const shown = (value, measure) => (measure === "share" ? percent.format(value) : number.format(value));
+
+async function timeline(body, state, name, entries) {
   const measure = state.sort;
-  const series = body.series.map((s) => ({
-    ...s, total: s.points.reduce((sum, p) => sum + p[measure], 0),
-  }));
-  if (!series.length || series.every((s) => s.total === 0)) {
+  const series = body.series.map((s) => {
+    const posts = s.points.reduce((sum, p) => sum + p.posts, 0);
+    const published = s.points.reduce((sum, p) => sum + p.published, 0);
+    const mentions = s.points.reduce((sum, p) => sum + p.mentions, 0);
+    return { ...s, posts, mentions, published, share: published ? posts / published : 0 };
+  });
+  if (!series.length || series.every((s) => s.posts === 0)) {
     say("No mentions");
-    return [emptyNode("No mentions", `No post mentions ${name} ${rangeText(state)}` +
-      (state.publications.length ? " in the ticked publications." : "."))];
+    return [emptyNode("No mentions", `No post mentions ${name} as a ${labelName(state.labels[0]).toLowerCase()} ` +
+      `${rangeText(state)}` + (state.publications.length ? " in the ticked publications." : ".")),
+    await didYouMean(state, name)];
   }
   const axis = series[0].points.map((p) => p.date);
-  const peak = Math.max(1, ...series.flatMap((s) => s.points.map((p) => p[measure])));
-  const unit = measure;
-  const units = (n) => `${number.format(n)} ${n === 1 ? unit.slice(0, -1) : unit}`;
+  const peak = Math.max(measure === "share" ? 0.0001 : 1,
+    ...series.flatMap((s) => s.points.map((p) => valueOf(p, measure))));
   const period = { day: "Day", week: "Week of", month: "Month of" }[state.interval];
   const periodText = (iso) => state.interval === "month"
     ? new Intl.DateTimeFormat(undefined, { month: "long", year: "numeric", timeZone: "UTC" })
       .format(new Date(iso + "T00:00:00Z"))
     : formatDate(iso);
-  const columns = [`${state.interval}_starting`, ...series.map((s) => s.publication)];
-  const rows = axis.map((day, i) => [day, ...series.map((s) => s.points[i][measure])]);
-  const filename = `entityflow-timeline-${slug(body.label)}-${slug(body.key)}-${state.interval}-${measure}.csv`;
+  const pointText = (p) => `${number.format(p.posts)} of ${number.format(p.published)} posts ` +
+    `(${percent.format(p.share)}), ${number.format(p.mentions)} mentions`;
   say(`${series.length} publications, ${axis.length} ${state.interval}s`);
   return [
-    toolbar(h("p", { class: "sub" }, (measure === "posts" ? `Posts that mention ${name}`
-      : `Mentions of ${name}`) + ` per ${state.interval}, ${rangeText(state)}. Every chart uses ` +
-      `the same scale (highest: ${number.format(peak)}).`),
-    csvButton("Download CSV", filename, columns, rows)),
+    toolbar(h("p", { class: "sub" }, `${name}: ${MEASURES[measure]} per ${state.interval}, ` +
+      `${rangeText(state)}. Every chart uses the same scale (highest: ${shown(peak, measure)}); ` +
+      "publications that never mention it are shown at zero."),
+    csvButton("Download CSV", "entities/timeline", entries)),
     h("ul", { class: "multiples" }, series.map((s) => {
-      const top = s.points.reduce((best, p) => (p[measure] > best[measure] ? p : best), s.points[0]);
-      const summary = `${s.publication}: ${units(s.total)} in total` +
-        (s.total ? `; highest ${number.format(top[measure])} (${period.toLowerCase()} ${periodText(top.date)})` : "");
+      const summary = `${s.publication}: ${number.format(s.posts)} of its ${number.format(s.published)} posts ` +
+        `mention ${name} (${percent.format(s.share)})`;
       const chart = svg("svg", {
         viewBox: `0 0 ${axis.length} 100`, preserveAspectRatio: "none", role: "img",
         "aria-label": summary, class: "spark",
       }, ...s.points.map((p, i) => {
-        const height = (100 * p[measure]) / peak;
+        const height = (100 * valueOf(p, measure)) / peak;
         return svg("rect", { x: i + 0.12, y: 100 - height, width: 0.76, height },
-          svg("title", {}, `${period} ${periodText(p.date)}: ${units(p[measure])}`));
+          svg("title", {}, `${period} ${periodText(p.date)}: ${pointText(p)}`));
       }));
       return h("li", { "data-publication": s.publication },
         h("div", { class: "multiple-head" }, h("strong", {}, s.publication),
-          h("span", {}, numberNode(s.total, "total"), s.total === 1 ? ` ${unit.slice(0, -1)}` : ` ${unit}`)),
+          h("span", {}, h("a", {
+            href: postsHref({ label: body.label, key: body.key }, [s.publication], state.since, state.until),
+            "data-nav": true, class: "stories",
+          }, numberNode(s.posts, "total"), s.posts === 1 ? " post" : " posts"),
+          ` of ${number.format(s.published)} · `,
+          h("data", { value: (s.share * 100).toFixed(1), class: "share" }, percent.format(s.share)))),
         chart,
         h("div", { class: "axis", "aria-hidden": "true" },
           h("span", {}, periodText(axis[0])), h("span", {}, periodText(axis[axis.length - 1]))));
     })),
-    h("details", { class: "panel" }, h("summary", {}, "The numbers as a table"),
-      h("div", { class: "scroll" }, h("table", { class: "timeline" },
-        h("caption", { class: "visually-hidden" }, `${unit} per ${state.interval}`),
-        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, period),
-          series.map((s) => h("th", { scope: "col", class: "num" }, s.publication)))),
-        h("tbody", {}, axis.map((day, i) => h("tr", {}, h("th", { scope: "row" }, dateNode(day)),
-          series.map((s) => h("td", { class: "num" }, numberNode(s.points[i][measure]))))))))),
+    numbersTable(body, series, axis, state, period),
   ];
+}
+
+function numbersTable(body, series, axis, state, period) {
+  const end = (start) => {
+    const day = new Date(start + "T00:00:00Z");
+    if (state.interval === "week") day.setUTCDate(day.getUTCDate() + 6);
+    if (state.interval === "month") day.setUTCMonth(day.getUTCMonth() + 1, 0);
+    return day.toISOString().slice(0, 10);
+  };
+  return h("details", { class: "panel" }, h("summary", {}, "The numbers as a table"),
+    h("div", { class: "scroll" }, h("table", { class: "timeline" },
+      h("caption", { class: "visually-hidden" },
+        `Posts that mention it, of the posts published, per ${state.interval}`),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, period),
+        series.map((s) => h("th", { scope: "col", class: "num" }, s.publication)))),
+      h("tbody", {}, axis.map((day, i) => h("tr", {}, h("th", { scope: "row" }, dateNode(day)),
+        series.map((s) => {
+          const p = s.points[i];
+          return h("td", { class: "num" }, p.posts ? h("a", {
+            href: postsHref({ label: body.label, key: body.key }, [s.publication], day, end(day)),
+            "data-nav": true, class: "stories",
+          }, numberNode(p.posts, "posts")) : numberNode(p.posts, "posts"),
+          h("span", { class: "of" }, ` of ${number.format(p.published)} · `),
+          h("data", { value: (p.share * 100).toFixed(1), class: "share" }, percent.format(p.share)));
+        })))))));
 }

@@ -1,11 +1,11 @@
 // Overview: publications and the top entities across all of them.
 
 import { number, h, formatDate, dateNode, numberNode } from "../lib/common.js";
-import { csvButton } from "../lib/csv.js";
+import { csvButton, publicationsCsvButton } from "../lib/csv.js";
 import { api, params } from "../lib/api.js";
 import { readState, stateQuery, setUrl } from "../lib/state.js";
 import { emptyNode, NO_POSTS } from "../lib/frame.js";
-import { heading, bars, ENTITY_COLUMNS, entityRows } from "../lib/controls.js";
+import { heading, bars } from "../lib/controls.js";
 
 const OVERVIEW_LIMIT = 20;
 
@@ -26,11 +26,9 @@ export async function buildOverview(view, state) {
     view.append(NO_POSTS());
     return;
   }
-  const pubRows = publications.map((p) => [p.name, p.posts, p.first_date, p.last_date]);
   view.append(h("section", { class: "panel", "aria-labelledby": "pubs-title" },
     h("div", { class: "panel-head" }, h("h2", { id: "pubs-title" }, "Publications"),
-      csvButton("Download publications CSV", "entityflow-publications.csv",
-        ["name", "posts", "first_date", "last_date"], pubRows)),
+      publicationsCsvButton("Download publications CSV", publications)),
     h("div", { class: "scroll" }, h("table", { class: "publications" },
       h("caption", { class: "visually-hidden" }, "Publications with their posts and dates"),
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Publication"),
@@ -46,9 +44,10 @@ export async function buildOverview(view, state) {
   const entities = top.entities;
   view.append(h("section", { class: "panel", "aria-labelledby": "top-title" },
     h("div", { class: "panel-head" },
-      h("h2", { id: "top-title" }, `Top ${number.format(OVERVIEW_LIMIT)} entities across all publications`),
-      csvButton("Download entities CSV", "entityflow-top-entities.csv", ENTITY_COLUMNS,
-        entityRows(entities))),
+      h("h2", { id: "top-title" }, entities.length === 1 ? "The one entity across all publications"
+        : `Top ${number.format(entities.length)} entities across all publications`),
+      csvButton("Download entities CSV", "entities",
+        [["limit", OVERVIEW_LIMIT], ["sort", "posts"]])),
     h("p", { class: "sub" }, "Ranked by the number of posts that mention each."),
     entities.length ? bars(entities, "posts", "Top entities across all publications")
       : emptyNode("No entities yet", "The posts so far mention no entities of the counted kinds.")));

@@ -4,7 +4,7 @@ import { number, h, formatDate, say, slug } from "../lib/common.js";
 import { csvButton } from "../lib/csv.js";
 import { api, params } from "../lib/api.js";
 import { setUrl } from "../lib/state.js";
-import { emptyNode, NO_POSTS, resultsArea } from "../lib/frame.js";
+import { emptyNode, NO_POSTS, resultsArea, setTitle } from "../lib/frame.js";
 import {
   labelFieldset,
   dateFields,
@@ -15,13 +15,12 @@ import {
   heading,
   toolbar,
   bars,
-  ENTITY_COLUMNS,
-  entityRows,
   rangeText,
   labelsText,
 } from "../lib/controls.js";
 
 export async function buildPublication(view, state) {
+  if (state.sort === "share") state = { ...state, sort: "posts" };
   const publications = await api("publications");
   if (!publications.length) {
     setUrl(state, true);
@@ -34,6 +33,7 @@ export async function buildPublication(view, state) {
   }
   setUrl(state, true);
   const name = state.publications[0];
+  setTitle(name);
   const known = publications.find((p) => p.name === name);
   const title = h("h1", {}, name);
   const sub = h("p", { class: "sub" }, known
@@ -45,7 +45,8 @@ export async function buildPublication(view, state) {
     const query = params([["publication", state.publications[0]], ["label", state.labels],
       ["since", state.since], ["until", state.until], ["limit", state.limit], ["sort", state.sort]]);
     const { entities } = await api("entities", query);
-    const what = `Top ${number.format(state.limit)} entities in ${state.publications[0]} by ` +
+    const top = entities.length === 1 ? "The one entity" : `Top ${number.format(entities.length)} entities`;
+    const what = `${top} in ${state.publications[0]} by ` +
       `${state.sort}; ${labelsText(state.labels).toLowerCase()}, ${rangeText(state)}`;
     say(`${entities.length} entities shown`);
     if (!entities.length) {
@@ -54,9 +55,8 @@ export async function buildPublication(view, state) {
     }
     return [
       toolbar(h("p", { class: "sub" }, what + "."),
-        csvButton("Download CSV", `entityflow-${slug(state.publications[0])}-entities.csv`,
-          ENTITY_COLUMNS, entityRows(entities))),
-      bars(entities, state.sort, what),
+        csvButton("Download CSV", "entities", query)),
+      bars(entities, state.sort, what, state.publications.slice(0, 1), state),
     ];
   });
 
@@ -73,6 +73,7 @@ export async function buildPublication(view, state) {
     setUrl(state, false);
     const p = publications.find((item) => item.name === state.publications[0]);
     title.textContent = state.publications[0];
+    setTitle(state.publications[0]);
     sub.textContent = p
       ? `${number.format(p.posts)} posts, ${formatDate(p.first_date)} to ${formatDate(p.last_date)}.`
       : "";

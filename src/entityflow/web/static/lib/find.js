@@ -1,0 +1,44 @@
+// Finding an entity by typed text: the service applies the key rule and matches across
+// every kind (GET /v1/search); suggestions appear while typing.
+
+import { h, labelName, number, entityKey } from "./common.js";
+import { api, params } from "./api.js";
+
+export async function findEntities(text, limit = 10) {
+  if (!text.trim()) return [];
+  return (await api("search", params([["q", text], ["limit", limit]]))).entities;
+}
+
+/** The entity typed text means: an exact key first (of `label` if there is one), else the
+ * best partial match of any kind; null when nothing matches. */
+export async function resolveEntity(text, label) {
+  const found = await findEntities(text);
+  const key = entityKey(text);
+  const exact = found.filter((e) => e.key === key);
+  if (exact.length) return exact.find((e) => e.label === label) || exact[0];
+  return found[0] || null;
+}
+
+/** Fills `list` (a datalist) with matches for what is typed in `input`, a moment after typing. */
+export function suggest(input, list) {
+  let timer = 0;
+  let asked = "";
+  input.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(async () => {
+      const text = input.value;
+      if (text === asked || text.trim().length < 2) return;
+      asked = text;
+      let found = [];
+      try {
+        found = await findEntities(text);
+      } catch {
+        return; // Suggestions are a help: the form still works without them.
+      }
+      if (input.value !== text) return;
+      list.replaceChildren(...found.map((e) => h("option", {
+        value: e.text, label: `${labelName(e.label)} · ${number.format(e.posts)} posts`,
+      })));
+    }, 200);
+  });
+}
