@@ -23,6 +23,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, Download, Page, async_playwright
 
 from entityflow.dataset import Article, articles
+from entityflow.models import EntityCount, PostRecord, ProcessedPost
 from entityflow.server import build_app
 from tests.conftest import API_KEY, Service, ServiceFactory, make_settings, serve_app
 
@@ -656,3 +657,150 @@ async def test_protected_reads_ask_for_the_key_once_per_tab(
         await other.goto(svc.url + "/")
         await other.get_by_label("API key", exact=True).wait_for()
         tab.assert_clean(console=False)  # Chromium logs each 401 answer as an error
+
+
+# Stories, search, typed dates, titles
+
+
+async def test_every_count_opens_its_stories(seeded: Service, open_tab: OpenTab) -> None:
+    tab = await open_tab(seeded.url + "/")
+    page = tab.page
+    first = (await bars(page, ".view-overview .bars li"))[0]
+    await changed(
+        page,
+        page.locator(".view-overview .bars li").first.locator("a.stories").click(),
+        view=["posts"],
+        key=[first["key"]],
+    )
+    assert await page.title() == f"{first['text']} · Stories · entityflow"
+    params = {"label": first["label"], "key": first["key"], "limit": "1000"}
+    want = (await seeded.get_json("/v1/posts", params=params))["posts"]
+    assert len(want) == first["posts"] > 20
+    more = page.get_by_role("button", name="Show more")
+    while await more.is_visible():
+        count = await page.locator(".stories li").count()
+        await more.click()
+        await page.wait_for_function(
+            f"() => document.querySelectorAll('.stories li').length > {count}"
+        )
+    shown = await page.locator(".stories li").evaluate_all(
+        "items => items.map(li => [li.dataset.id, li.querySelector('a.story').href,"
+        " li.querySelector('a.story').textContent])"
+    )
+    by_id = {a.id: a for a in spread_articles()}
+    assert shown == [
+        [p["id"], by_id[p["id"]].url, by_id[p["id"]].title or "(untitled)"] for p in want
+    ]
+    dates = [p["date"] for p in want]
+    assert dates == sorted(dates, reverse=True)
+    await screenshots(page, "stories")
+
+    # From Compare: the count under a share lists that publication's posts.
+    compare = await open_tab(seeded.url + "/?view=compare&publication=BBC&publication=TASS")
+    cell = compare.page.locator("table.shared tbody tr").first
+    key = await cell.get_attribute("data-key")
+    link = cell.locator("a.stories").first
+    count = int((await link.inner_text()).split()[0])
+    await changed(compare.page, link.click(), view=["posts"], publication=["BBC"], key=[key or ""])
+    assert await compare.page.locator(".stories li").count() == count
+    tab.assert_clean()
+    compare.assert_clean()
+
+
+async def test_search_finds_entities_from_any_view(
+    service: ServiceFactory, open_tab: OpenTab
+) -> None:
+    def post(number: int, *entities: tuple[str, str, str]) -> ProcessedPost:
+        record = PostRecord(f"s{number}", "Die Zeitung", "-", f"2017-05-0{number}")
+        return ProcessedPost(record, tuple(EntityCount(*e, 1) for e in entities))
+
+    merkel = ("PERSON", "angela merkel", "Angela Merkel")
+    async with service() as svc:
+        await svc.store.write(
+            [
+                post(1, merkel, ("PERSON", "emmanuel macron", "Emmanuel Macron")),
+                post(2, merkel, ("FAC", "karl-marx-strasse", "Karl-Marx-Straße")),
+                post(3, merkel, ("GPE", "germany", "Germany")),
+            ]
+        )
+        tab = await open_tab(svc.url + "/?view=compare")
+        page = tab.page
+        find = page.get_by_label("Find an entity (any kind)")
+        for typed, label, key, text in (
+            ("angela merkel", "PERSON", "angela merkel", "Angela Merkel"),
+            ("ANGELA MERKEL", "PERSON", "angela merkel", "Angela Merkel"),
+            ("Merkel", "PERSON", "angela merkel", "Angela Merkel"),
+            ("Straße", "FAC", "karl-marx-strasse", "Karl-Marx-Straße"),
+            ("Macr", "PERSON", "emmanuel macron", "Emmanuel Macron"),
+        ):
+            await find.fill(typed)
+            await changed(page, find.press("Enter"), view=["entity"], label=[label], key=[key])
+            assert await page.locator("h1").inner_text() == text
+        # In the Entity view, with Place selected, a person is still found.
+        await page.get_by_label("Kind", exact=True).select_option("GPE")
+        await page.get_by_label("Name", exact=True).fill("angela merkel")
+        await changed(
+            page,
+            page.get_by_label("Name", exact=True).press("Enter"),
+            label=["PERSON"],
+            key=["angela merkel"],
+        )
+        # Suggestions while typing.
+        await page.get_by_label("Name", exact=True).fill("")
+        await page.get_by_label("Name", exact=True).press_sequentially("Mac", delay=30)
+        await page.wait_for_function(
+            "() => [...document.querySelectorAll('#entity-names option')]"
+            ".some(o => o.value === 'Emmanuel Macron')"
+        )
+        # A hand-edited link with the name instead of the key.
+        other = await open_tab(svc.url + "/?view=entity&label=PERSON&key=Angela%20Merkel")
+        assert await other.page.locator("h1").inner_text() == "Angela Merkel"
+        tab.assert_clean()
+        other.assert_clean()
+
+
+async def test_a_typed_date_is_one_request_and_one_history_entry(
+    seeded: Service, open_tab: OpenTab
+) -> None:
+    tab = await open_tab(seeded.url + "/?view=publication&publication=CNN")
+    page = tab.page
+    assert await page.title() == "CNN · Publication · entityflow"
+    before = len([u for u in tab.requests if "/v1/entities" in u])
+    history = await page.evaluate("history.length")
+    since = page.get_by_label("From", exact=True)
+    await since.focus()
+    # Digit by digit, as a person types: month, day, year.
+    await page.keyboard.type("02052017", delay=40)
+    await page.wait_for_timeout(300)
+    assert len([u for u in tab.requests if "/v1/entities" in u]) == before
+    assert await page.locator(".date-problem").is_hidden()
+    await changed(page, page.keyboard.press("Enter"), since=["2017-02-05"])
+    assert len([u for u in tab.requests if "/v1/entities" in u]) == before + 1
+    assert await page.evaluate("history.length") == history + 1
+
+    # A start after the end is said next to the dates, and nothing is asked of the service.
+    until = page.get_by_label("To", exact=True)
+    await until.focus()
+    await page.keyboard.type("01012017", delay=40)
+    await page.keyboard.press("Enter")
+    problem = page.locator(".date-problem")
+    await problem.wait_for()
+    assert "is after the end date" in await problem.inner_text()
+    assert len([u for u in tab.requests if "/v1/entities" in u]) == before + 1
+    tab.assert_clean()
+
+
+async def test_titles_name_the_view_and_its_subject(seeded: Service, open_tab: OpenTab) -> None:
+    tab = await open_tab(seeded.url + "/")
+    page = tab.page
+    assert await page.title() == "Overview · entityflow"
+    for url, title in (
+        ("?view=publication&publication=BBC", "BBC · Publication · entityflow"),
+        ("?view=compare&publication=BBC&publication=CNN", "BBC vs CNN · Compare · entityflow"),
+        ("?view=entity&label=GPE&key=russia", "Russia · Entity · entityflow"),
+        ("?view=posts&label=GPE&key=russia", "Russia · Stories · entityflow"),
+    ):
+        other = await open_tab(f"{seeded.url}/{url}")
+        assert await other.page.title() == title
+        other.assert_clean()
+    tab.assert_clean()

@@ -158,10 +158,11 @@ async function timeline(body, state, name, entries) {
       }));
       return h("li", { "data-publication": s.publication },
         h("div", { class: "multiple-head" }, h("strong", {}, s.publication),
-          h("span", {}, h("a", {
+          h("span", {}, s.posts ? h("a", {
             href: postsHref({ label: body.label, key: body.key }, [s.publication], state.since, state.until),
             "data-nav": true, class: "stories",
-          }, numberNode(s.posts, "total"), s.posts === 1 ? " post" : " posts"),
+          }, numberNode(s.posts, "total"), s.posts === 1 ? " post" : " posts")
+            : h("span", {}, numberNode(s.posts, "total"), " posts"),
           ` of ${number.format(s.published)} · `,
           h("data", { value: (s.share * 100).toFixed(1), class: "share" }, percent.format(s.share)))),
         chart,
