@@ -17,7 +17,8 @@ import pytest_asyncio
 from entityflow.dataset import Article
 from entityflow.models import EntityCount, PostRecord, ProcessedPost
 from entityflow.server import build_app
-from tests.conftest import Service, make_settings, serve_app
+from entityflow.stores import open_store
+from tests.conftest import Service, ServiceFactory, make_settings, serve_app
 from tests.oracle import Expected
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -303,3 +304,54 @@ async def test_csv_has_a_bom_and_its_filters(news: Service, oracle: Expected) ->
             assert row["filter_publication"] in {"; ".join(names), publication}
         slugged = names[0].lower().replace(" ", "-").replace("é", "e")
         assert slugged in disposition, disposition
+
+
+@pytest.mark.firestore
+async def test_posts_behind_a_count_on_firestore(
+    service: ServiceFactory, firestore: Any, articles: list[Article], oracle: Expected
+) -> None:
+    """The same pages over HTTP with the Firestore emulator as the store: the real articles'
+    metadata with the oracle's per-post entities, stored and listed back."""
+    chosen = {a.id: a for a in articles[:CHOSEN]}
+    posts = [
+        ProcessedPost(
+            PostRecord(a.id, a.publication, "-", a.date, a.title, a.url),
+            tuple(
+                EntityCount(label, key, key, n) for (label, key), n in oracle.posts[a.id].items()
+            ),
+        )
+        for a in chosen.values()
+    ]
+    store = open_store(firestore.dsn, firestore_shards=2)
+    await store.open()
+    try:
+        await store.write(posts)
+        async with service(store=store) as svc:
+            counts = oracle.top()
+            for label, key in sorted(counts, key=lambda e: (-counts[e][0], e))[:3]:
+                for publications in ([], sorted({a.publication for a in chosen.values()})[:1]):
+                    got: list[dict[str, Any]] = []
+                    cursor = None
+                    while True:
+                        params = query(label=label, key=key, publication=publications, limit=3,
+                                       cursor=cursor)  # fmt: skip
+                        data = await svc.get_json("/v1/posts", params=params)
+                        got += data["posts"]
+                        cursor = data["next"]
+                        if cursor is None:
+                            break
+                    want = sorted(
+                        (
+                            p for p, found in oracle.posts.items()
+                            if (label, key) in found
+                            and (not publications or oracle.publication_of[p] in publications)
+                        ),
+                        key=lambda p: (oracle.dates[p], p),
+                        reverse=True,
+                    )  # fmt: skip
+                    assert [p["id"] for p in got] == want
+                    assert [(p["title"], p["url"]) for p in got] == [
+                        (chosen[p].title, chosen[p].url) for p in want
+                    ]
+    finally:
+        await store.close()
