@@ -804,3 +804,36 @@ async def test_titles_name_the_view_and_its_subject(seeded: Service, open_tab: O
         assert await other.page.title() == title
         other.assert_clean()
     tab.assert_clean()
+
+
+async def test_several_entities_on_one_chart(seeded: Service, open_tab: OpenTab) -> None:
+    top = (await seeded.get_json("/v1/entities", params={"limit": "2"}))["entities"]
+    first, second = top
+    url = f"{seeded.url}/?view=entity&label={first['label']}&key={first['key']}&interval=month"
+    tab = await open_tab(url)
+    page = tab.page
+    await page.get_by_label("Add another to the chart").fill(second["text"])
+    await changed(
+        page,
+        page.get_by_label("Add another to the chart").press("Enter"),
+        also=[f"{second['label']}:{second['key']}"],
+    )
+    assert [text.strip() for text in await page.locator(".legend li").all_inner_texts()] == [
+        first["text"],
+        f"{second['text']} ×",
+    ]
+    assert await page.title() == f"{first['text']}, {second['text']} · Entity · entityflow"
+    body = await seeded.get_json(
+        "/v1/entities/timeline",
+        params={"label": second["label"], "key": second["key"], "interval": "month"},
+    )
+    for series in body["series"]:
+        item = page.locator(f'.multiples li[data-publication="{series["publication"]}"]')
+        heights = await item.locator("rect.e1").evaluate_all(
+            "rects => rects.map(r => Number(r.getAttribute('height')))"
+        )
+        assert len(heights) == len(series["points"])
+        # Posts on one scale: the second entity's bars are its own counts.
+        assert [h > 0 for h in heights] == [p["posts"] > 0 for p in series["points"]]
+    await screenshots(page, "entity-two", phone_too=False)
+    tab.assert_clean()

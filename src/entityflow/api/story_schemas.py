@@ -43,12 +43,12 @@ class PostsQuery(QueryModel):
         Field(description="Publication; repeat for several; none means all."),
     ] = ()
     label: Annotated[Label, Field(description="Entity label.")]
-    key: Annotated[str, Field(min_length=1, max_length=1000, description="Entity key or text.")]
+    key: Annotated[str, Field(min_length=1, max_length=300, description="Entity key or text.")]
     since: Since = None
     until: Until = None
     limit: Annotated[int, Field(ge=1, le=MAX_ROWS, description="Posts per page.")] = 20
     cursor: Annotated[
-        str | None, Field(max_length=400, description="`next` of the previous page.")
+        str | None, Field(max_length=200, description="`next` of the previous page.")
     ] = None
     format: Format = None
 

@@ -18,6 +18,9 @@ export function readState(search) {
     sort: ["mentions", "share"].includes(q.get("sort")) ? q.get("sort") : "posts",
     key: (q.get("key") || "").trim(),
     interval: ["day", "week", "month"].includes(q.get("interval")) ? q.get("interval") : "week",
+    // Other entities on the same chart, as LABEL:key (at most three).
+    also: [...new Set(q.getAll("also").filter((a) => KNOWN_LABELS.has(a.split(":")[0]) &&
+      a.indexOf(":") > 0))].slice(0, 3),
   };
 }
 
@@ -40,7 +43,7 @@ export function stateQuery(state) {
   } else if (view === "entity") {
     entries.push(["label", state.labels.slice(0, 1)], ["key", state.key],
       ["publication", state.publications], ["interval", state.interval],
-      ["since", state.since], ["until", state.until]);
+      ["since", state.since], ["until", state.until], ["also", state.also || []]);
     if (state.sort !== "posts") entries.push(["sort", state.sort]);
   }
   return "?" + params(entries).toString();

@@ -40,12 +40,17 @@ export async function buildEntity(view, state) {
     const entries = [["label", state.labels[0]], ["key", state.key],
       ["publication", state.publications], ["interval", state.interval],
       ["since", state.since], ["until", state.until]];
-    const body = await api("entities/timeline", params(entries));
+    const others = (state.also || []).map((id) => {
+      const at = id.indexOf(":");
+      return [["label", id.slice(0, at)], ["key", id.slice(at + 1)]];
+    });
+    const [body, ...extra] = await Promise.all([entries, ...others.map((entity) =>
+      [...entity, ...entries.slice(2)])].map((query) => api("entities/timeline", params(query))));
     name = body.text || state.key;
     title.textContent = name;
     nameInput.value = name;
-    setTitle(name);
-    return timeline(body, state, name, entries);
+    setTitle([name, ...extra.map((b) => b.text || b.key)].join(", "));
+    return timeline(body, state, name, entries, extra);
   });
 
   const names = h("datalist", { id: "entity-names" });
@@ -54,6 +59,25 @@ export async function buildEntity(view, state) {
     autocomplete: "off", "aria-describedby": "entity-name-help",
   });
   suggest(nameInput, names);
+  const alsoNames = h("datalist", { id: "entity-also-names" });
+  const alsoInput = h("input", {
+    id: "entity-also", name: "also-name", list: "entity-also-names", autocomplete: "off",
+  });
+  suggest(alsoInput, alsoNames);
+  alsoInput.addEventListener("change", (event) => event.stopPropagation());
+  alsoInput.addEventListener("keydown", async (event) => {
+    if (event.key !== "Enter") return;
+    event.preventDefault();
+    const found = await resolveEntity(alsoInput.value.trim(), null);
+    if (!found) {
+      say(`Nothing is called ${alsoInput.value.trim()}`);
+      return;
+    }
+    state = { ...state, also: [...new Set([...(state.also || []), `${found.label}:${found.key}`])].slice(0, 3) };
+    alsoInput.value = "";
+    setUrl(state, false);
+    refresh();
+  });
   const labelSelect = h("select", { id: "entity-label", name: "entity-label" },
     LABELS.map(([code, text]) => h("option", { value: code, selected: code === label }, text)));
   const narrow = window.matchMedia("(max-width: 640px)").matches;
@@ -61,7 +85,9 @@ export async function buildEntity(view, state) {
     h("div", { class: "row" },
       h("div", { class: "field grow" }, h("label", { for: "entity-name" }, "Name"), nameInput,
         h("small", { id: "entity-name-help" }, "Any kind; press Enter to show it.")),
-      h("div", { class: "field" }, h("label", { for: "entity-label" }, "Kind"), labelSelect)),
+      h("div", { class: "field" }, h("label", { for: "entity-label" }, "Kind"), labelSelect),
+      h("div", { class: "field" }, h("label", { for: "entity-also" }, "Add another to the chart"),
+        alsoInput)),
     h("details", { class: "more-controls", open: !narrow },
       h("summary", {}, "Period, measure, dates and publications"),
       h("div", { class: "row" },
@@ -97,8 +123,15 @@ export async function buildEntity(view, state) {
   });
   // Typing in the name box waits for Enter, not for each change event.
   nameInput.addEventListener("change", (event) => event.stopPropagation());
+  // Enter shows the name typed (a form of several fields has no implicit submission).
+  nameInput.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
   labelSelect.addEventListener("change", (event) => event.stopPropagation());
-  view.append(form, names, area);
+  view.append(form, names, alsoNames, area);
   await refresh();
 }
 
@@ -115,7 +148,7 @@ async function didYouMean(state, name) {
 const valueOf = (p, measure) => p[measure];
 const shown = (value, measure) => (measure === "share" ? percent.format(value) : number.format(value));
 
-async function timeline(body, state, name, entries) {
+async function timeline(body, state, name, entries, extra = []) {
   const measure = state.sort;
   const series = body.series.map((s) => {
     const posts = s.points.reduce((sum, p) => sum + p.posts, 0);
@@ -131,7 +164,8 @@ async function timeline(body, state, name, entries) {
   }
   const axis = series[0].points.map((p) => p.date);
   const peak = Math.max(measure === "share" ? 0.0001 : 1,
-    ...series.flatMap((s) => s.points.map((p) => valueOf(p, measure))));
+    ...[body, ...extra].flatMap((b) => b.series.flatMap((s) => s.points.map((p) => valueOf(p, measure)))));
+  const labels = [name, ...extra.map((b) => b.text || b.key)];
   const period = { day: "Day", week: "Week of", month: "Month of" }[state.interval];
   const periodText = (iso) => state.interval === "month"
     ? new Intl.DateTimeFormat(undefined, { month: "long", year: "numeric", timeZone: "UTC" })
@@ -145,17 +179,20 @@ async function timeline(body, state, name, entries) {
       `${rangeText(state)}. Every chart uses the same scale (highest: ${shown(peak, measure)}); ` +
       "publications that never mention it are shown at zero."),
     csvButton("Download CSV", "entities/timeline", entries)),
+    extra.length ? legend(labels, state) : null,
     h("ul", { class: "multiples" }, series.map((s) => {
       const summary = `${s.publication}: ${number.format(s.posts)} of its ${number.format(s.published)} posts ` +
         `mention ${name} (${percent.format(s.share)})`;
       const chart = svg("svg", {
         viewBox: `0 0 ${axis.length} 100`, preserveAspectRatio: "none", role: "img",
         "aria-label": summary, class: "spark",
-      }, ...s.points.map((p, i) => {
-        const height = (100 * valueOf(p, measure)) / peak;
-        return svg("rect", { x: i + 0.12, y: 100 - height, width: 0.76, height },
-          svg("title", {}, `${period} ${periodText(p.date)}: ${pointText(p)}`));
-      }));
+      }, ...[s, ...extra.map((b) => b.series.find((o) => o.publication === s.publication))]
+        .flatMap((one, k, all) => (one ? one.points : []).map((p, i) => {
+          const width = 0.76 / all.length;
+          const height = (100 * valueOf(p, measure)) / peak;
+          return svg("rect", { x: i + 0.12 + k * width, y: 100 - height, width, height, class: `e${k}` },
+            svg("title", {}, `${k ? labels[k] + ", " : ""}${period} ${periodText(p.date)}: ${pointText(p)}`));
+        })));
       return h("li", { "data-publication": s.publication },
         h("div", { class: "multiple-head" }, h("strong", {}, s.publication),
           h("span", {}, s.posts ? h("a", {
@@ -196,4 +233,14 @@ function numbersTable(body, series, axis, state, period) {
           h("span", { class: "of" }, ` of ${number.format(p.published)} · `),
           h("data", { value: (p.share * 100).toFixed(1), class: "share" }, percent.format(p.share)));
         })))))));
+}
+
+/** Which colour is which entity, each with a way to take it off the chart. */
+function legend(labels, state) {
+  return h("ul", { class: "legend" }, labels.map((text, k) => h("li", { "data-entity": k },
+    h("span", { class: `swatch e${k}`, "aria-hidden": "true" }), ` ${text}`,
+    k ? h("a", {
+      href: stateQuery({ ...state, also: state.also.filter((_, j) => j !== k - 1) }),
+      "data-nav": true, class: "remove", "aria-label": `Take ${text} off the chart`,
+    }, " ×") : null)));
 }
