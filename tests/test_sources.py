@@ -206,3 +206,128 @@ async def test_bad_rows_inside_compressed_files_keep_their_lines(
     assert (summary.rows, summary.valid) == (len(broken.good) + len(broken.bad), len(broken.good))
     reported = [line.split(":")[1] for line in stream.getvalue().splitlines()]
     assert reported == [str(line) for line in sorted(broken.bad)]
+
+
+# 3. A gzip cut short: the rows before it delivered, one line, a non-zero exit, and --skip
+
+
+async def test_a_truncated_gzip_delivers_the_rows_before_and_skip_resumes(
+    articles: list[Article], news: bytes, tmp_path: Path
+) -> None:
+    packed = gzip.compress(news)
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    async with sink() as service:
+        common = ("--url", service.url, "--api-key", API_KEY, "--json", "--batch-size", "16")
+        status, out, err = await run_cli(str(cut), *common)
+        first = list(service.posts)
+        service.posts.clear()
+        summary = json.loads(out)
+        stopped = summary["stopped_after_row"]
+        whole = tmp_path / "whole.csv.gz"
+        whole.write_bytes(packed)
+        again, out_again, err_again = await run_cli(str(whole), *common, "--skip", str(stopped))
+    assert status == 6
+    assert "Traceback" not in err
+    [line] = err.strip().splitlines()
+    assert line.startswith(f"entityflow replay: {cut}: the source broke off after line ")
+    assert "ends early, cut short or damaged" in line
+    assert 0 < stopped < 300 and summary["error"] in line
+    # Every row before the damage went out: the rows of the file up to the last whole one.
+    assert summary["accepted"] == summary["rows"] == stopped
+    assert first == posts_of(articles[:stopped])
+    assert (again, json.loads(out_again)["skipped"]) == (0, stopped), err_again
+    assert service.posts == posts_of(articles[stopped:])
+
+
+async def test_a_batch_not_delivered_holds_the_resume_row_back(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text(
+        "id,publication,content\n" + "".join(f"p{n},BBC,text {n}\n" for n in range(1, 41)),
+        encoding="utf-8",
+    )
+    # The second batch is refused for good (a 400 is never retried); the ones after it are
+    # accepted, so the rows settled in order end before it.
+    async with sink([(202, {}), (400, {})]) as service:
+        options = ReplayOptions(path, url=service.url, api_key=API_KEY, batch_size=10)
+        summary = await replay(options, io.StringIO())
+        ids = [post["id"] for post in service.posts]
+        service.posts.clear()
+        resumed = await replay(
+            ReplayOptions(path, url=service.url, api_key=API_KEY, batch_size=10, skip=10),
+            io.StringIO(),
+        )
+    assert (summary.status, summary.failed, summary.stopped_after_row) == (1, 10, 10)
+    assert "stopped after row 10: rerun with --skip 10 to continue" in summary.text()
+    assert sorted(ids) == sorted(f"p{n}" for n in [*range(1, 11), *range(21, 41)])
+    assert (resumed.status, resumed.skipped, resumed.stopped_after_row) == (0, 10, 40)
+    assert sorted(post["id"] for post in service.posts) == sorted(f"p{n}" for n in range(11, 41))
+
+
+# 4. Mistakes about a source: one line each, exit status 2
+
+
+async def test_source_mistakes_are_one_line_each(
+    news: bytes, tmp_path: Path, gcs_emulator: str
+) -> None:
+    async def forbidden(_: web.Request) -> web.Response:
+        # What Cloud Storage answers credentials without storage.objects.get on the bucket.
+        message = "me@example.com does not have storage.objects.get access to the object."
+        error = {"code": 403, "message": message, "errors": [{"message": message}]}
+        return web.json_response({"error": error}, status=403)
+
+    denying = web.Application()
+    denying.router.add_route("*", "/{tail:.*}", forbidden)
+    several = tmp_path / "several.zip"
+    several.write_bytes(zipped(news, "2016.csv", "2017.csv"))
+    upload(gcs_emulator, "present.csv", news)
+    cases: list[tuple[tuple[str, ...], dict[str, str], str]] = []
+    async with serve_app(web.Application()) as files, serve_app(denying) as denied:
+        cases = [
+            ((f"gs://{BUCKET}/absent.csv",), {"STORAGE_EMULATOR_HOST": gcs_emulator},
+             f"gs://{BUCKET}/absent.csv: no such object (or no bucket {BUCKET})"),
+            ((f"gs://{BUCKET}/present.csv",), {"STORAGE_EMULATOR_HOST": denied},
+             f"gs://{BUCKET}/present.csv: permission denied (403): these credentials may not "
+             f"read bucket {BUCKET}"),
+            ((f"{files}/news.csv",), {}, f"{files}/news.csv: the server answered 404 Not Found"),
+            ((str(several),), {},
+             f"{several} holds 2 CSV files (2016.csv, 2017.csv): choose one with --member NAME"),
+            ((str(several), "--member", "2018.csv"), {},
+             f"{several} has no member '2018.csv' (README.txt, 2016.csv, 2017.csv)"),
+            (("ftp://example.com/news.csv",), {},
+             "ftp://example.com/news.csv: cannot read ftp:// (a file, -, gs:// or http(s)://)"),
+        ]  # fmt: skip
+        results = await asyncio.gather(
+            *(run_cli(*args, "--dry-run", **env) for args, env, _ in cases)
+        )
+    for (_, _, expected), (status, _, err) in zip(cases, results, strict=True):
+        assert (status, err) == (2, f"entityflow replay: {expected}\n")
+    status, _, err = await run_cli("-", "--dry-run", stdin=zipped(news))
+    assert (status, err.strip()) == (
+        2,
+        "entityflow replay: -: a zip archive cannot be read from a pipe (its index is at the "
+        "end); save it to a file, or send it as gzip",
+    )
+
+
+async def test_the_progress_line_shows_the_share_of_compressed_bytes(
+    news: bytes, tmp_path: Path
+) -> None:
+    path = tmp_path / "news.csv.xz"
+    path.write_bytes(lzma.compress(news))
+    stream = io.StringIO()
+    async with sink() as service:
+        # Paced to last about a second, so the line is drawn a few times on the way.
+        options = ReplayOptions(
+            path, url=service.url, api_key=API_KEY, batch_size=50, rate=300, progress=True
+        )
+        summary = await replay(options, stream)
+    assert summary.accepted == 300
+    shown = [part for part in stream.getvalue().split("\r") if "rows (" in part]
+    assert len(shown) >= 2, stream.getvalue()
+    size = f"{path.stat().st_size / 1e6:,.1f}"
+    shares = [int(part.split("rows (")[1].split("%")[0]) for part in shown]
+    assert shares == sorted(shares) and all(0 <= share <= 100 for share in shares)
+    # The share is of the compressed file (all of it is read once every row is), with a rate.
+    assert all(f"% of {size} MB xz read, " in part and " MB/s) · " in part for part in shown)
+    assert shares[-1] == 100

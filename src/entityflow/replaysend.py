@@ -322,11 +322,14 @@ class Sender:
             summary = self.summary
             elapsed = max(time.monotonic() - started, 1e-6)
             read = source.position
-            share = f"{min(100, 100 * read // source.size)}% of " if source.size else ""
             packed = "" if source.kind == "csv" else f" {source.kind}"
+            if source.size:
+                done = f"{min(100, 100 * read // source.size)}% of {source.size / 1e6:,.1f} MB"
+            else:
+                done = f"{read / 1e6:,.1f} MB"
             line = (
-                f"{summary.rows:,} rows ({share}{read / 1e6:,.1f} MB{packed} read, "
-                f"{read / 1e6 / elapsed:,.1f} MB/s) · {summary.accepted / elapsed:,.0f} posts/s · "
+                f"{summary.rows:,} rows ({done}{packed} read, {read / 1e6 / elapsed:,.1f} MB/s) · "
+                f"{summary.accepted / elapsed:,.0f} posts/s · "
                 f"{summary.accepted:,} accepted · {summary.retries:,} retried · "
                 f"{summary.rejected:,} rejected"
             )
