@@ -25,14 +25,13 @@ import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import zstandard
 from aiohttp import web
 
 from entityflow.dataset import Article, write_csv
-from entityflow.replay import ReplayError, ReplayOptions, replay
+from entityflow.replay import ReplayOptions, replay
 from tests.conftest import API_KEY, free_port, serve_app
 from tests.test_replay import broken_file, check_bad_rows, sink
 
@@ -141,7 +140,9 @@ async def run_cli(*args: str, stdin: bytes = b"", **env: str) -> tuple[int, str,
 # 1. Every source delivers exactly the same posts
 
 
-SOURCES = ["plain", "stdin", "gzip", "bzip2", "xz", "zstd", "zip", "gs", "gs-zip", "http", "http-zip"]
+SOURCES = [
+    "plain", "stdin", "gzip", "bzip2", "xz", "zstd", "zip", "gs", "gs-zip", "http", "http-zip",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", SOURCES)
