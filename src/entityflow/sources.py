@@ -37,6 +37,7 @@ BUFFER = 1024 * 1024
 # One ranged GET per chunk: small enough for flat memory, large enough to keep the line busy.
 GCS_CHUNK = 4 * 1024 * 1024
 HTTP_TIMEOUT = 60.0
+ZSTD_STEP = 64 * 1024
 
 MAGIC: list[tuple[bytes, str]] = [
     (b"\x1f\x8b", "gzip"),
@@ -99,16 +100,13 @@ class _Counted(io.RawIOBase):
         return int(self.raw.tell()) - len(self.head)
 
     def peek(self, size: int) -> bytes:
-        """The first `size` bytes (fewer at the end), left to be read again."""
+        """The first `size` bytes (fewer at the end), left to be read again. Kept rather than
+        sought back: a seek on an HTTP source would be a second request."""
         data = b""
         while len(data) < size and (more := self.raw.read(size - len(data))):
             data += more
         self.count += len(data)
-        if self.seekable():
-            self.raw.seek(0)
-            self.count = 0
-        else:
-            self.head = data
+        self.head = data
         return data
 
 
@@ -122,27 +120,31 @@ class _Zstd(io.RawIOBase):
         self.frame = self.decompressor.decompressobj()
         self.begun = False
         self.pending = b""
+        self.given = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        while not self.pending:
-            data = self.source.read(BUFFER // 4)
+        while self.given == len(self.pending):
+            # Small input steps keep the output of one step small, however well it compressed.
+            data = self.source.read(ZSTD_STEP)
             if not data:
                 if self.begun and not self.frame.eof:
                     raise EOFError("the zstd stream ended before the end of its frame")
                 return 0
+            output = []
             while data:
                 if self.frame.eof:
                     self.frame = self.decompressor.decompressobj()
                 self.begun = True
-                self.pending += self.frame.decompress(data)
+                output.append(self.frame.decompress(data))
                 data = self.frame.unused_data if self.frame.eof else b""
-        size = min(len(view), len(self.pending))
-        view[:size] = self.pending[:size]
-        self.pending = self.pending[size:]
+            self.pending, self.given = b"".join(output), 0
+        size = min(len(view), len(self.pending) - self.given)
+        view[:size] = memoryview(self.pending)[self.given : self.given + size]
+        self.given += size
         return size
 
 
