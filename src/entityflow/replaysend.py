@@ -22,7 +22,6 @@ from entityflow.replaysummary import (
     KEY_REFUSED,
     LOST,
     UNREACHABLE,
-    USAGE,
     Console,
     ReplayError,
     Summary,
@@ -169,14 +168,9 @@ class Sender:
         summary = self.summary
         end = False
         while not end and not self.stopping:
-            try:
-                chunk = await loop.run_in_executor(
-                    executor, self.reader.next_chunk, self.options.strict
-                )
-            except OSError as error:
-                raise ReplayError(
-                    f"cannot read {self.options.source}: {error.strerror or error}", USAGE
-                ) from None
+            # A source that breaks off ends the chunks (reader.broken says why), not this loop.
+            read = self.reader.next_chunk
+            chunk = await loop.run_in_executor(executor, read, self.options.strict)
             summary.rows += chunk.rows
             summary.skipped += chunk.skipped
             summary.valid += len(chunk.items)
