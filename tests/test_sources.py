@@ -183,7 +183,9 @@ async def test_every_source_delivers_the_same_300_articles(
             source = str(path)
             if where == "gs":
                 emulator = request.getfixturevalue("gcs_emulator")
-                monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
+                # As a URL, and as HOST:PORT (FIRESTORE_EMULATOR_HOST's form).
+                host = emulator if packing == "gzip" else emulator.removeprefix("http://")
+                monkeypatch.setenv("STORAGE_EMULATOR_HOST", host)
                 source = upload(emulator, f"{kind}.csv", path.read_bytes())
             elif where == "http":
                 source = f"{files}/news"

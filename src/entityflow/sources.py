@@ -264,8 +264,11 @@ def _open_gcs(name: str) -> tuple[IO[bytes], int | None]:
     parts = urlsplit(name)
     if not parts.netloc or not parts.path.strip("/"):
         raise DatasetError(f"{name}: expected gs://BUCKET/OBJECT")
+    # google-cloud-storage wants a URL there; FIRESTORE_EMULATOR_HOST's habit is HOST:PORT.
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
+    options = {"api_endpoint": f"http://{emulator}"} if emulator and "://" not in emulator else {}
     try:
-        client = Client()
+        client = Client(client_options=options or None)
         file = smart_open.open(
             name,
             "rb",
