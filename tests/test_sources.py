@@ -364,3 +364,35 @@ async def test_member_chooses_the_csv_in_a_zip_of_several(news: bytes, tmp_path:
     options = ReplayOptions(path, dry_run=True, member="2017.csv")
     summary = await replay(options, io.StringIO())
     assert (summary.format, summary.rows, summary.valid) == ("zip", 300, 300)
+
+
+async def test_an_interrupted_replay_says_where_to_resume(
+    articles: list[Article], news: bytes, tmp_path: Path
+) -> None:
+    path = tmp_path / "news.csv.gz"
+    path.write_bytes(gzip.compress(news))
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ENTITYFLOW_")}
+    async with sink() as service:
+        common = ("--url", service.url, "--api-key", API_KEY, "--json", "--batch-size", "10")
+        # Paced so that it is still sending when the signal comes.
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "entityflow", "replay", str(path), *common, "--rate", "100",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while len(service.posts) < 50:
+            assert time.monotonic() < deadline and process.returncode is None
+            await asyncio.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        summary = json.loads(out)
+        stopped = summary["stopped_after_row"]
+        first = {post["id"] for post in service.posts}
+        service.posts.clear()
+        status, _, err_again = await run_cli(str(path), *common, "--skip", str(stopped))
+    assert process.returncode == 130
+    assert err.decode().strip() == "entityflow replay: stopped by SIGINT"
+    assert 50 <= stopped < 300
+    assert {a.id for a in articles[:stopped]} <= first
+    assert status == 0, err_again
+    assert by_id(service.posts) == by_id(posts_of(articles[stopped:]))

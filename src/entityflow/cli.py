@@ -195,7 +195,8 @@ def replay(
 
     Exit status: 0 every valid row accepted, 1 posts not delivered, 2 bad arguments or an
     unreadable source, 3 API key refused, 4 service unreachable, 5 a bad row with --strict,
-    6 the source broke off part way (the summary says which row --skip resumes from).
+    6 the source broke off part way, 130 stopped by SIGINT or SIGTERM. When it fails, the
+    summary says after which row it stopped: --skip that many rows to resume.
     """
     import json
 
@@ -213,6 +214,7 @@ def replay(
                     max_body_bytes=settings.max_body_bytes,
                     max_content_chars=settings.max_content_chars,
                     progress=not quiet and sys.stderr.isatty(),
+                    handle_signals=True,
                     **options,
                 )
             )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -26,6 +27,7 @@ from entityflow.csvposts import FIELDS, Reader
 from entityflow.replaysend import Sender
 from entityflow.replaysummary import (
     BROKEN,
+    INTERRUPTED,
     LOST,
     OK,
     STRICT,
@@ -74,6 +76,9 @@ class ReplayOptions:
     progress: bool = False
     # The CSV to read inside a zip holding several.
     member: str | None = None
+    # SIGINT/SIGTERM stop the replay with its summary (the row to resume from), as the CLI
+    # wants; off for a replay inside another program, whose signals are its own.
+    handle_signals: bool = False
 
 
 async def replay(options: ReplayOptions, stream: TextIO | None = None) -> Summary:
@@ -122,19 +127,35 @@ async def _run(
     summary = Summary(file=str(options.source), dry_run=options.dry_run, format=source.kind)
     job = Sender(options, summary, reader, console, source)
     started = time.monotonic()
+    running = asyncio.ensure_future(job.run(executor))
+    caught: list[str] = []
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM) if options.handle_signals else ():
+        loop.add_signal_handler(signum, _stop, running, caught, signal.Signals(signum).name)
     try:
-        await job.run(executor)
+        await running
     except* ReplayError as group:
         fatal = group.exceptions[0]
         assert isinstance(fatal, ReplayError)
         summary.status, summary.error = fatal.status, str(fatal)
+    except* asyncio.CancelledError:
+        if not caught:
+            raise
+        summary.status, summary.error = INTERRUPTED, f"stopped by {caught[0]}"
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM) if options.handle_signals else ():
+            loop.remove_signal_handler(signum)
         summary.seconds = time.monotonic() - started
         summary.stopped_after_row = job.frontier.settled
         console.clear()
     if reader.broken is not None and summary.status == OK:
         summary.status, summary.error = BROKEN, reader.broken
     return summary
+
+
+def _stop(running: asyncio.Future[None], caught: list[str], name: str) -> None:
+    caught.append(name)
+    running.cancel()
 
 
 def _open(options: ReplayOptions) -> tuple[Source, Reader]:

@@ -14,6 +14,8 @@ MAX_BAD_ROWS_KEPT = 1000
 # Exit statuses. BROKEN: the source broke off part way (cut short, damaged, the connection
 # lost); the rows before it were delivered and `stopped_after_row` says where to resume.
 OK, LOST, USAGE, KEY_REFUSED, UNREACHABLE, STRICT, BROKEN = 0, 1, 2, 3, 4, 5, 6
+# Stopped by SIGINT or SIGTERM (as a shell reports an interrupted command: 128 + 2).
+INTERRUPTED = 130
 
 
 class ReplayError(Exception):
