@@ -292,15 +292,16 @@ class Reader:
             first = next(self.records, None)
         except READ_ERRORS as error:
             raise DatasetError(f"cannot read {self.path}: {describe(error)}") from None
-        for line, header in [first] if first is not None else []:
-            if any(not is_text(text) for _, text, _ in self.lines.record):
-                raise DatasetError(
-                    f"{self.path} is not a UTF-8 CSV file (nor gzip, bzip2, xz, zstd or zip)",
-                )
-            if isinstance(header, str):
-                raise DatasetError(f"{self.path}:{line}: bad header: {header}")
-            return Layout(header, columns or {}, publication)
-        raise DatasetError(f"{self.path} is empty; expected a header line")
+        if first is None:
+            raise DatasetError(f"{self.path} is empty; expected a header line")
+        line, header = first
+        if any(not is_text(text) for _, text, _ in self.lines.record):
+            raise DatasetError(
+                f"{self.path} is not a UTF-8 CSV file (nor gzip, bzip2, xz, zstd or zip)",
+            )
+        if isinstance(header, str):
+            raise DatasetError(f"{self.path}:{line}: bad header: {header}")
+        return Layout(header, columns or {}, publication)
 
     def next_chunk(self, stop_at_bad: bool) -> Chunk:
         """The next batch (at most --batch-size posts, at most max_body_bytes as JSON)."""

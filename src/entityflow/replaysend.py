@@ -117,6 +117,9 @@ Batch = tuple[list[int], list[Item]]
 
 
 class Sender:
+    """One replay's sending: the reader thread's chunks go through a queue of `--concurrency`
+    batches to as many consumers, each posting one batch at a time."""
+
     def __init__(
         self,
         options: ReplayOptions,
