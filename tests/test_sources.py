@@ -1,7 +1,8 @@
 """Replay's sources: the same 300 real articles arrive identically from a plain file, stdin,
 gzip, bzip2, xz, zstd, a zip, the Cloud Storage emulator and a local HTTP server; bad rows keep
 their line numbers inside compressed files; a cut-off gzip delivers what came before it, says
-so in one line and resumes with --skip; every mistake about a source is one line.
+so in one line and resumes with --skip, as does a replay stopped by SIGINT or one whose batch
+could not be delivered; every mistake about a source is one line.
 
 What the service makes of the posts is shown once, end to end against the independent count,
 in test_replay.py (stdin, gzip); here a sink on 127.0.0.1 records exactly what each source
