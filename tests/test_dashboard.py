@@ -678,12 +678,12 @@ async def test_every_count_opens_its_stories(seeded: Service, open_tab: OpenTab)
     assert len(want) == first["posts"] > 20
     more = page.get_by_role("button", name="Show more")
     while await more.is_visible():
-        count = await page.locator(".stories li").count()
+        count = await page.locator(".story-list li").count()
         await more.click()
         await page.wait_for_function(
-            f"() => document.querySelectorAll('.stories li').length > {count}"
+            f"() => document.querySelectorAll('.story-list li').length > {count}"
         )
-    shown = await page.locator(".stories li").evaluate_all(
+    shown = await page.locator(".story-list li").evaluate_all(
         "items => items.map(li => [li.dataset.id, li.querySelector('a.story').href,"
         " li.querySelector('a.story').textContent])"
     )
@@ -702,7 +702,7 @@ async def test_every_count_opens_its_stories(seeded: Service, open_tab: OpenTab)
     link = cell.locator("a.stories").first
     count = int((await link.inner_text()).split()[0])
     await changed(compare.page, link.click(), view=["posts"], publication=["BBC"], key=[key or ""])
-    assert await compare.page.locator(".stories li").count() == count
+    assert await compare.page.locator(".story-list li").count() == count
     tab.assert_clean()
     compare.assert_clean()
 

@@ -33,7 +33,7 @@ export async function buildPosts(view, state) {
       (state.publications.length ? ` in ${where}.` : ".")));
     return;
   }
-  const list = h("ol", { class: "stories" });
+  const list = h("ol", { class: "story-list" });
   const more = h("button", { type: "button", class: "more" }, "Show more");
   let next = first.next;
   const add = (posts) => {
