@@ -14,7 +14,8 @@ import click
 from pydantic import ValidationError
 
 from entityflow.config import Settings, ensure_api_key, load_settings
-from entityflow.queries import problems
+from entityflow.models import MAX_BATCH
+from entityflow.queries import MAX_ROWS, problems
 
 T = TypeVar("T")
 
@@ -91,7 +92,7 @@ def serve(**flags: Any) -> None:
 @click.option("--label", "labels", multiple=True, help="PERSON, ORG, GPE, … Repeat for several.")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First date, inclusive.")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last date, inclusive.")
-@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(1, MAX_ROWS), default=20, show_default=True)
 @click.option(
     "--sort", type=click.Choice(["posts", "mentions"]), default="posts", show_default=True
 )
@@ -151,8 +152,9 @@ def check(**flags: Any) -> None:
 @click.argument("dataset", metavar="SOURCE")
 @click.option("--url", envvar="ENTITYFLOW_URL", help="The service [http://HOST:PORT of serve].")
 @click.option("--api-key", envvar="ENTITYFLOW_API_KEY", help="[the key serve keeps].")
-@click.option("--batch-size", envvar="ENTITYFLOW_REPLAY_BATCH_SIZE", type=click.IntRange(1, 1000),
-              default=100, show_default=True, help="Posts per request.")  # fmt: skip
+@click.option("--batch-size", envvar="ENTITYFLOW_REPLAY_BATCH_SIZE",
+              type=click.IntRange(1, MAX_BATCH), default=100, show_default=True,
+              help="Posts per request.")  # fmt: skip
 @click.option("--concurrency", envvar="ENTITYFLOW_REPLAY_CONCURRENCY",
               type=click.IntRange(1, 64), default=4, show_default=True,
               help="Requests in flight.")  # fmt: skip

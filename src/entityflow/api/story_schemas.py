@@ -7,13 +7,19 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from entityflow.api.edge import QueryModel
-from entityflow.api.schemas import Day, Label, PublicationName, Response, _unique
+from entityflow.api.schemas import (
+    Day,
+    Label,
+    PublicationName,
+    Response,
+    Since,
+    Until,
+    _unique,
+)
 from entityflow.compare import CompareSort
 from entityflow.queries import MAX_ROWS
 
 MAX_COMPARED = 10
-Since = Annotated[Day | None, Field(description="First date, inclusive.")]
-Until = Annotated[Day | None, Field(description="Last date, inclusive.")]
 Labels = Annotated[
     tuple[Label, ...], AfterValidator(_unique), Field(description="Entity label; repeat.")
 ]

@@ -25,8 +25,8 @@ export const TITLES = {
   posts: "Stories",
 };
 export const KEY_STORE = "entityflow.apiKey";
-// The API's largest page: Compare reads this many entities per publication.
-export const MAX_LIMIT = 1000;
+// The API's largest page (the server writes it into the page): the most a "How many" asks.
+export const MAX_LIMIT = Number(document.body.dataset.maxRows);
 
 export const number = new Intl.NumberFormat();
 export const percent = new Intl.NumberFormat(undefined, {
