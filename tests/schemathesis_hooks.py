@@ -2,7 +2,8 @@
 
 A query's since must not be after its until, and a timeline has at most MAX_POINTS buckets;
 both compare two parameters, which JSON Schema cannot, so the document says them in words
-and the service answers 422. Generated queries that break them are dropped here, so a
+and the service answers 422. A posts cursor is valid only as a page's `next` gave it.
+Generated queries that break them are dropped here, so a
 schema-valid request that gets 422 is still a failure the run reports.
 """
 
@@ -31,6 +32,10 @@ def filter_query(context: Any, query: dict[str, Any] | None) -> bool:
         return True
     since, until = _day(query.get("since")), _day(query.get("until"))
     if since and until and since > until:
+        return False
+    # A cursor is opaque: only one the service gave (a page's `next`) is valid.
+    is_posts = context.operation is not None and context.operation.path == "/v1/posts"
+    if is_posts and query.get("cursor") is not None:
         return False
     interval = query.get("interval", "day")
     is_timeline = context.operation is not None and context.operation.path.endswith("/timeline")

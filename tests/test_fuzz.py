@@ -30,15 +30,17 @@ def test_schemathesis_every_check_coverage_and_fuzzing(
 ) -> None:
     """`schemathesis run --checks all` with its coverage and fuzzing phases, as a user would.
 
-    One post is stored first, so the document names a publication a query may use.
+    Two posts are stored first, so the document names publications a query may use.
     """
     served = serve_process(ENTITYFLOW_QUEUE_SIZE="200")
     http = requests.Session()
-    post = {"publication": "BBC", "content": "Angela Merkel visited Paris."}
-    answer = http.post(served.url + "/v1/posts", json=post, headers={"X-API-Key": API_KEY})
-    assert answer.status_code == 202, answer.text
+    # Two publications, so that GET /v1/compare (two or more) has valid queries too.
+    for name in ("BBC", "CNN"):
+        post = {"publication": name, "content": "Angela Merkel visited Paris."}
+        answer = http.post(served.url + "/v1/posts", json=post, headers={"X-API-Key": API_KEY})
+        assert answer.status_code == 202, answer.text
     deadline = time.monotonic() + 60
-    while not http.get(served.url + "/v1/publications").json():
+    while len(http.get(served.url + "/v1/publications").json()) < 2:
         assert time.monotonic() < deadline, "the first post was never stored"
         time.sleep(0.1)
     command = [

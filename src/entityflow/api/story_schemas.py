@@ -30,7 +30,12 @@ class CompareQuery(QueryModel):
     publication: Annotated[
         tuple[PublicationName, ...],
         AfterValidator(_unique),
-        Field(min_length=2, max_length=MAX_COMPARED, description="2 to 10 publications."),
+        Field(
+            min_length=2,
+            max_length=MAX_COMPARED,
+            description="2 to 10 different publications.",
+            json_schema_extra={"uniqueItems": True},
+        ),
     ]
     label: Labels = ()
     since: Since = None

@@ -45,8 +45,13 @@ async def timeline(request: web.Request) -> web.Response:
     )
     rows = await store.daily_counts(query)
     days = await store.publication_days(query.publications, query.since, query.until)
-    first = query.since or min((d.date for d in days), default=None)
-    last = query.until or max((d.date for d in days), default=None)
+    # Both ends given: the axis is exactly that range. Otherwise it runs from the first to
+    # the last post of the publications within what was given.
+    if query.since and query.until:
+        first, last = query.since, query.until
+    else:
+        first = min((d.date for d in days), default=None)
+        last = max((d.date for d in days), default=None)
     axis = _axis(first, last, params.interval)
     names = query.publications or tuple(sorted({d.publication for d in days}))
     text = None
