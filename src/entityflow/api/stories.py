@@ -3,14 +3,10 @@ GET /v1/search (an entity by typed text, across labels)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-
-import orjson
 from aiohttp import web
 
 from entityflow.api import csvout
-from entityflow.api.edge import STORE, bad_param, parse_query, require_read_access, respond
+from entityflow.api.edge import STORE, parse_query, require_read_access, respond
 from entityflow.api.reads import _check_range, _known
 from entityflow.api.story_schemas import (
     ComparedEntity,
@@ -153,22 +149,13 @@ async def list_posts(request: web.Request) -> web.Response:
 
 
 def encode_cursor(after: tuple[str, str]) -> str:
-    """An opaque cursor: the (date, id) of the last post of a page."""
-    return base64.urlsafe_b64encode(orjson.dumps(list(after))).decode().rstrip("=")
+    """The cursor after a page: its last post's date and id."""
+    return f"{after[0]}~{after[1]}"
 
 
 def decode_cursor(cursor: str) -> tuple[str, str]:
-    try:
-        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError):
-        value = None
-    if (
-        not isinstance(value, list)
-        or len(value) != 2
-        or not all(isinstance(part, str) for part in value)
-    ):
-        raise bad_param("cursor", "is not a cursor this service gave (use `next` as it is)")
-    return value[0], value[1]
+    day, _, post_id = cursor.partition("~")
+    return day, post_id
 
 
 async def search(request: web.Request) -> web.Response:

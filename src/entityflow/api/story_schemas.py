@@ -20,6 +20,9 @@ from entityflow.compare import CompareSort
 from entityflow.queries import MAX_ROWS
 
 MAX_COMPARED = 10
+# A cursor is the (date, id) of the last post of a page: "2017-03-01~post-id". Any value of
+# this form is a position in the newest-first order, so none is refused once it matches.
+CURSOR_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}~[A-Za-z0-9._:-]{1,128}$"
 Labels = Annotated[
     tuple[Label, ...], AfterValidator(_unique), Field(description="Entity label; repeat.")
 ]
@@ -59,7 +62,11 @@ class PostsQuery(QueryModel):
     until: Until = None
     limit: Annotated[int, Field(ge=1, le=MAX_ROWS, description="Posts per page.")] = 20
     cursor: Annotated[
-        str | None, Field(max_length=200, description="`next` of the previous page.")
+        str | None,
+        Field(
+            pattern=CURSOR_PATTERN,
+            description="`next` of the previous page: the date and id of its last post.",
+        ),
     ] = None
     format: Format = None
 
