@@ -490,9 +490,14 @@ async def test_entity_timeline_as_a_share(seeded: Service, open_tab: OpenTab) ->
     assert await page.title() == f"{entity['text']} · Entity · entityflow"
     assert "key" not in await page.locator(".view-head").inner_text()
 
+    publications = await seeded.get_json("/v1/publications")
+    # With no dates set, the page asks for the publications' whole span.
+    first = min(p["first_date"] for p in publications)
+    last = max(p["last_date"] for p in publications)
+
     async def matches_api(interval: str, since: str = "", until: str = "") -> dict[str, Any]:
         query = [("label", "PERSON"), ("key", entity["key"]), ("interval", interval)]
-        query += [(k, v) for k, v in (("since", since), ("until", until)) if v]
+        query += [("since", since or first), ("until", until or last)]
         body = await seeded.get_json("/v1/entities/timeline", params=query)
         totals = await page.eval_on_selector_all(
             ".multiples li",
@@ -823,9 +828,16 @@ async def test_several_entities_on_one_chart(seeded: Service, open_tab: OpenTab)
         f"{second['text']} ×",
     ]
     assert await page.title() == f"{first['text']}, {second['text']} · Entity · entityflow"
+    publications = await seeded.get_json("/v1/publications")
     body = await seeded.get_json(
         "/v1/entities/timeline",
-        params={"label": second["label"], "key": second["key"], "interval": "month"},
+        params={
+            "label": second["label"],
+            "key": second["key"],
+            "interval": "month",
+            "since": min(p["first_date"] for p in publications),
+            "until": max(p["last_date"] for p in publications),
+        },
     )
     for series in body["series"]:
         item = page.locator(f'.multiples li[data-publication="{series["publication"]}"]')

@@ -29,15 +29,20 @@ Labels = Annotated[
 Format = Annotated[Literal["json", "csv"] | None, Field(description="csv for a CSV download.")]
 
 
+def _two_to_ten(names: tuple[str, ...]) -> tuple[str, ...]:
+    if not 2 <= len(names) <= MAX_COMPARED:
+        raise ValueError(f"must name 2 to {MAX_COMPARED} different publications, not {len(names)}")
+    return names
+
+
 class CompareQuery(QueryModel):
     publication: Annotated[
         tuple[PublicationName, ...],
         AfterValidator(_unique),
+        AfterValidator(_two_to_ten),
         Field(
-            min_length=2,
-            max_length=MAX_COMPARED,
             description="2 to 10 different publications.",
-            json_schema_extra={"uniqueItems": True},
+            json_schema_extra={"minItems": 2, "maxItems": MAX_COMPARED, "uniqueItems": True},
         ),
     ]
     label: Labels = ()

@@ -45,13 +45,10 @@ async def timeline(request: web.Request) -> web.Response:
     )
     rows = await store.daily_counts(query)
     days = await store.publication_days(query.publications, query.since, query.until)
-    # Both ends given: the axis is exactly that range. Otherwise it runs from the first to
-    # the last post of the publications within what was given.
-    if query.since and query.until:
-        first, last = query.since, query.until
-    else:
-        first = min((d.date for d in days), default=None)
-        last = max((d.date for d in days), default=None)
+    # The axis is since..until; an end not given is the entity's first or last mention
+    # (the dashboard always gives both, from the publications' first and last posts).
+    first = query.since or min((r.date for r in rows), default=None)
+    last = query.until or max((r.date for r in rows), default=None)
     axis = _axis(first, last, params.interval)
     names = query.publications or tuple(sorted({d.publication for d in days}))
     text = None

@@ -37,9 +37,14 @@ export async function buildEntity(view, state) {
 
   const { area, refresh } = resultsArea(async () => {
     if (!state.key) return [emptyNode("Pick an entity", "Type a name and press Enter.")];
+    // The axis covers the whole range: open ends are the publications' first and last posts.
+    const chosen = publications.filter((p) => !state.publications.length ||
+      state.publications.includes(p.name));
+    const since = state.since || chosen.map((p) => p.first_date).sort()[0] || "";
+    const until = state.until || chosen.map((p) => p.last_date).sort().pop() || "";
     const entries = [["label", state.labels[0]], ["key", state.key],
       ["publication", state.publications], ["interval", state.interval],
-      ["since", state.since], ["until", state.until]];
+      ["since", since], ["until", until]];
     const others = (state.also || []).map((id) => {
       const at = id.indexOf(":");
       return [["label", id.slice(0, at)], ["key", id.slice(at + 1)]];
