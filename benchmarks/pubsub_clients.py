@@ -43,13 +43,14 @@ def emulator() -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    log = tempfile.NamedTemporaryFile(prefix="pubsub-emulator-", suffix=".log", delete=False)
-    process = subprocess.Popen(
-        [EMULATOR, "--host=127.0.0.1", f"--port={port}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    log = Path(tempfile.gettempdir()) / f"pubsub-emulator-{port}.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [EMULATOR, "--host=127.0.0.1", f"--port={port}"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     host = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -59,7 +60,7 @@ def emulator() -> Iterator[str]:
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise SystemExit(f"emulator did not start; see {log.name}") from None
+                    raise SystemExit(f"emulator did not start; see {log}") from None
                 time.sleep(0.1)
         os.environ["PUBSUB_EMULATOR_HOST"] = host
         yield host
@@ -192,6 +193,22 @@ def google_pull(subscription: str, count: int) -> None:
     subscriber.close()
 
 
+def run_client(client: str, count: int) -> list[dict[str, Any]]:
+    tag = client.replace("-", "")
+    topic = f"projects/{PROJECT}/topics/bench-{tag}"
+    subscription = f"projects/{PROJECT}/subscriptions/bench-{tag}"
+    aio_setup(topic, subscription)
+    if client == "gcloud-aio":
+        return [
+            measure(f"{client} publish", count, lambda: aio_publish(topic, count)),
+            measure(f"{client} pull+ack", count, lambda: aio_pull(subscription, count)),
+        ]
+    return [
+        measure(f"{client} publish", count, lambda: google_publish(topic, count)),
+        measure(f"{client} streaming pull+ack", count, lambda: google_pull(subscription, count)),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=5000)
@@ -201,16 +218,7 @@ def main() -> None:
     results = []
     with emulator():
         for client in ("gcloud-aio", "google-cloud"):
-            tag = client.replace("-", "")
-            topic = f"projects/{PROJECT}/topics/bench-{tag}"
-            subscription = f"projects/{PROJECT}/subscriptions/bench-{tag}"
-            aio_setup(topic, subscription)
-            if client == "gcloud-aio":
-                results.append(measure(f"{client} publish", count, lambda: aio_publish(topic, count)))
-                results.append(measure(f"{client} pull+ack", count, lambda: aio_pull(subscription, count)))
-            else:
-                results.append(measure(f"{client} publish", count, lambda: google_publish(topic, count)))
-                results.append(measure(f"{client} streaming pull+ack", count, lambda: google_pull(subscription, count)))
+            results.extend(run_client(client, count))
     print("| client, part | messages/s | CPU ms per 1,000 messages |")
     print("| --- | ---: | ---: |")
     for row in results:

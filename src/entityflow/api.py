@@ -7,9 +7,9 @@ import csv
 import hmac
 import io
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -106,9 +106,24 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(ApiError(500, "internal", "internal error; it has been logged"))
 
 
+class Front(Protocol):
+    """Where posts are admitted: the pipeline (local journal) or the Pub/Sub publisher."""
+
+    draining: bool
+
+    async def accept(self, posts: Sequence[PostRecord]) -> None: ...
+
+    async def drain(self, timeout: float) -> bool: ...
+
+
 SETTINGS = web.AppKey("settings", Settings)
+FRONT = web.AppKey("front", Front)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 STORE = web.AppKey("store", Store)
+# Set with a queue other than the local journal: why it cannot take or give posts now.
+QUEUE_PROBLEMS: web.AppKey[Callable[[web.Application], Awaitable[list[str]]]] = web.AppKey(
+    "queue_problems"
+)
 METRICS = web.AppKey("metrics", Metrics)
 
 
@@ -144,7 +159,7 @@ async def post_one(request: web.Request) -> web.Response:
     if record is None:
         request.app[METRICS].rejected.labels("invalid").inc()
         raise ApiError(422, "validation_error", "the post is invalid", errors)
-    await request.app[PIPELINE].accept([record])
+    await request.app[FRONT].accept([record])
     return json_response({"id": record.id, "status": "accepted"}, 202)
 
 
@@ -185,7 +200,7 @@ async def post_batch(request: web.Request) -> web.Response:
             f"{bad} of {len(items)} posts are invalid; none accepted",
             problems,
         )
-    await request.app[PIPELINE].accept(records)
+    await request.app[FRONT].accept(records)
     return json_response({"accepted": len(records), "ids": [r.id for r in records]}, 202)
 
 
@@ -258,7 +273,8 @@ async def get_post(request: web.Request) -> web.Response:
                 ],
             }
         )
-    queued = request.app[PIPELINE].pending.get(post_id)
+    pipeline = request.app.get(PIPELINE)
+    queued = pipeline.pending.get(post_id) if pipeline is not None else None
     if queued is None:
         raise ApiError(404, "not_found", f"no post with id {post_id!r}")
     return json_response(
@@ -492,21 +508,33 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
-    checks = {"model": pipeline.pool.ready, "draining": pipeline.draining, "store": True}
+    """Ready when every part this role runs can work; `problems` names what cannot."""
+    app = request.app
+    pipeline, front = app.get(PIPELINE), app.get(FRONT)
+    draining = any(part.draining for part in (pipeline, front) if part is not None)
+    checks: dict[str, Any] = {"model": pipeline.pool.ready if pipeline else None}
+    checks.update(draining=draining, store=True)
+    problems = []
     try:
-        await asyncio.wait_for(request.app[STORE].ping(), 2)
-    except (StoreError, TimeoutError):
+        await asyncio.wait_for(app[STORE].ping(), 2)
+    except (StoreError, TimeoutError) as error:
         checks["store"] = False
-    ready = checks["model"] and checks["store"] and not checks["draining"]
-    return json_response({"ready": ready, **checks}, 200 if ready else 503)
+        problems.append(f"store: {error or 'no answer within 2s'}")
+    queue = app.get(QUEUE_PROBLEMS)
+    if queue is not None:
+        problems.extend(await queue(app))
+        checks["queue"] = not any(p.startswith("pubsub") for p in problems)
+    ready = checks["model"] is not False and not draining and not problems
+    body = {"ready": ready, "role": app[SETTINGS].role, **checks, "problems": problems}
+    return json_response(body, 200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
     _require_read_access(request)
-    pipeline = request.app[PIPELINE]
+    pipeline = request.app.get(PIPELINE)
     registry = request.app[METRICS]
-    registry.queue_depth.set(pipeline.depth)
+    if pipeline is not None:
+        registry.queue_depth.set(pipeline.depth)
     return web.Response(
         body=generate_latest(registry.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )

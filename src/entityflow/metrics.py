@@ -72,3 +72,39 @@ class Metrics:
         self.draining = Gauge(
             "entityflow_draining", "1 while the service drains for shutdown.", registry=r
         )
+        # The Pub/Sub queue (ENTITYFLOW_QUEUE=pubsub://…): ingest side, then process side.
+        self.published = Counter(
+            "entityflow_pubsub_published", "Posts Pub/Sub acknowledged (ingest).", registry=r
+        )
+        self.publish_seconds = Histogram(
+            "entityflow_pubsub_publish_seconds",
+            "From a request's posts being handed to the publisher to Pub/Sub's acknowledgement.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.publish_errors = Counter(
+            "entityflow_pubsub_publish_errors",
+            "Failed publish calls (error) and requests answered 503 (timeout).",
+            ["kind"],
+            registry=r,
+        )
+        self.queue_outstanding = Gauge(
+            "entityflow_pubsub_outstanding",
+            "Messages this processor holds unacknowledged (flow control bounds it).",
+            registry=r,
+        )
+        self.redeliveries = Counter(
+            "entityflow_pubsub_redeliveries",
+            "Messages delivered again (an earlier attempt was not acknowledged).",
+            registry=r,
+        )
+        self.queue_dead_lettered = Counter(
+            "entityflow_pubsub_dead_lettered",
+            "Posts published to the dead-letter topic.",
+            registry=r,
+        )
+        self.queue_backlog = Gauge(
+            "entityflow_pubsub_backlog",
+            "Messages waiting in the subscription where visible (-1: not visible here).",
+            registry=r,
+        )

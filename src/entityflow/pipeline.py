@@ -51,6 +51,17 @@ class Journal(Protocol):
     async def done(self, ids: Sequence[str]) -> None: ...
 
 
+class QueueSide(Protocol):
+    """Where posts come from when they are not journaled here (queues/subscriber.py):
+    told when the drain starts, when posts are finished, and which posts are set aside."""
+
+    async def stop_pulling(self) -> None: ...
+
+    def done(self, ids: Sequence[str]) -> None: ...
+
+    async def set_aside(self, posts: Sequence[PostRecord], reason: str) -> None: ...
+
+
 @dataclass(slots=True)
 class _Queued:
     post: PostRecord
@@ -166,10 +177,14 @@ class Pipeline:
         metrics: Metrics,
         pool: WorkerPool,
         journal: Journal | None = None,
+        queue: QueueSide | None = None,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
         self._journal = journal
+        self._queue = queue
+        # With a queue that counts deliveries, one crash hands the post back to it.
+        self._poison_crashes = 1 if queue is not None else POISON_CRASHES
         self.pool = pool
         self.queue: asyncio.Queue[_Queued] = asyncio.Queue(settings.queue_size)
         self.pending: dict[str, PostRecord] = {}
@@ -279,6 +294,8 @@ class Pipeline:
         """Refuse new posts, finish everything accepted and flush it; True if all made it."""
         self.draining = True
         self._metrics.draining.set(1)
+        if self._queue is not None:
+            await self._queue.stop_pulling()
         deadline = time.monotonic() + timeout
         while self.pending and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -351,7 +368,7 @@ class Pipeline:
                 # tells whether this one did it (a worker killed from outside passes then).
                 return await self._extract(posts, crashes, alone=True)
             if len(posts) == 1:
-                if crashes + 1 >= POISON_CRASHES:
+                if crashes + 1 >= self._poison_crashes:
                     await self._set_aside(posts, "its worker process died each time it was run")
                     return []
                 return await self._extract(posts, crashes + 1, alone=True)
@@ -375,6 +392,11 @@ class Pipeline:
 
     async def _set_aside(self, posts: Sequence[PostRecord], reason: str) -> None:
         """Write posts that cannot be processed to the dead-letter file, with the reason."""
+        if self._queue is not None:
+            await self._queue.set_aside(posts, reason)
+            for post in posts:
+                self.pending.pop(post.id, None)
+            return
         self._metrics.dead_lettered.inc(len(posts))
         log.error("set aside %d post(s) %s: %s", len(posts), [p.id for p in posts], reason)
         lines = b"".join(
@@ -386,6 +408,8 @@ class Pipeline:
     async def _finish(self, ids: Sequence[str]) -> None:
         if self._journal is not None:
             await self._journal.done(ids)
+        if self._queue is not None:
+            self._queue.done(ids)
         for post_id in ids:
             self.pending.pop(post_id, None)
 

@@ -1,0 +1,128 @@
+"""The Pub/Sub side of the app's lifecycle: the client, the ingest front, the process source.
+
+server.py registers these where the local journal would be: `client` after the store,
+`front` (role ingest or all) where a 202's promise is kept, and `source` inside the pipeline's
+context (role process or all), which feeds the pipeline's queue and acks what it finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from aiohttp import web
+
+from entityflow import api
+from entityflow.metrics import Metrics
+from entityflow.models import PostRecord
+from entityflow.pipeline import Unavailable
+from entityflow.queues.publisher import RETRY_AFTER_QUEUE, Publisher, PublishFailed
+from entityflow.queues.pubsub_client import PubSubClient, QueueError
+from entityflow.queues.subscriber import Subscriber
+
+log = logging.getLogger(__name__)
+
+CLIENT = web.AppKey("pubsub_client", PubSubClient)
+PUBLISHER = web.AppKey("pubsub_publisher", Publisher)
+SUBSCRIBER = web.AppKey("pubsub_subscriber", Subscriber)
+
+
+class PubSubFront:
+    """Admission for the ingest role: 202 once published; 503 + Retry-After when not."""
+
+    def __init__(self, publisher: Publisher, metrics: Metrics) -> None:
+        self._publisher = publisher
+        self._metrics = metrics
+        self.draining = False
+        self._in_flight = 0
+
+    async def accept(self, posts: Sequence[PostRecord]) -> None:
+        if self.draining:
+            self._metrics.rejected.labels("draining").inc(len(posts))
+            raise Unavailable("draining", "the service is shutting down", retry_after=5)
+        unique = list({post.id: post for post in posts}.values())
+        self._in_flight += 1
+        try:
+            await self._publisher.accepted(unique)
+        except PublishFailed as error:
+            self._metrics.rejected.labels("queue_unavailable").inc(len(posts))
+            raise Unavailable(
+                "queue_unavailable", str(error), retry_after=RETRY_AFTER_QUEUE
+            ) from None
+        finally:
+            self._in_flight -= 1
+        self._metrics.accepted.inc(len(unique))
+
+    async def drain(self, timeout: float) -> bool:
+        """Refuse new posts; wait for the publishes answered 202 or not yet answered."""
+        self.draining = True
+        self._metrics.draining.set(1)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._in_flight and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        return self._in_flight == 0
+
+
+async def client(app: web.Application) -> AsyncIterator[None]:
+    """The Pub/Sub client, after the store: every role needs it."""
+    settings = app[api.SETTINGS]
+    names = settings.pubsub
+    assert names is not None
+    pubsub = PubSubClient(names, timeout=settings.pubsub_publish_timeout)
+    await pubsub.open()
+    app[CLIENT] = pubsub
+    app[api.QUEUE_PROBLEMS] = problems
+    log.info("queue: Pub/Sub %s → %s (role %s)", names.topic, names.subscription, settings.role)
+    try:
+        yield
+    finally:
+        await pubsub.close()
+
+
+async def front(app: web.Application) -> AsyncIterator[None]:
+    """Where a 202's promise is kept in roles ingest and all: the publisher."""
+    settings, metrics = app[api.SETTINGS], app[api.METRICS]
+    publisher = Publisher(app[CLIENT], metrics, timeout=settings.pubsub_publish_timeout)
+    await publisher.start()
+    admission = PubSubFront(publisher, metrics)
+    app[PUBLISHER] = publisher
+    app[api.FRONT] = admission
+    try:
+        yield
+    finally:
+        if not admission.draining:
+            await admission.drain(settings.drain_timeout)
+        await publisher.close()
+
+
+def source(app: web.Application) -> Subscriber:
+    """Where the pipeline's queue gets its posts in roles process and all (see server.py)."""
+    settings = app[api.SETTINGS]
+    subscriber = Subscriber(
+        app[CLIENT],
+        app[api.METRICS],
+        stored_ids=app[api.STORE].stored_ids,
+        capacity=settings.queue_size,
+        ack_deadline=settings.pubsub_ack_deadline,
+        max_attempts=settings.pubsub_max_attempts,
+    )
+    app[SUBSCRIBER] = subscriber
+    return subscriber
+
+
+async def problems(app: web.Application) -> list[str]:
+    """Why the queue cannot take or give posts now (for /readyz); empty when it can."""
+    found = []
+    publisher = app.get(PUBLISHER)
+    if publisher is not None:
+        problem = await publisher.ready()
+        if problem:
+            found.append(problem)
+    subscriber = app.get(SUBSCRIBER)
+    if subscriber is not None and subscriber.last_error and not found:
+        try:
+            await app[CLIENT].subscription()
+        except QueueError as error:
+            found.append(f"pubsub: {error}")
+    return found
