@@ -30,8 +30,8 @@ from entityflow.server import build_app
 from entityflow.stores.base import Store
 from tests.oracle import Expected, expected_counts
 
-# The Firestore emulator fixtures (`firestore`, `firestore_emulator`).
-pytest_plugins = ["tests.firestore_emulator"]
+# The emulator fixtures (`firestore`, `firestore_emulator`, `pubsub`, `pubsub_emulator`).
+pytest_plugins = ["tests.firestore_emulator", "tests.pubsub_emulator"]
 
 API_KEY = "test-key-0123456789"
 ROOT = Path(__file__).parent.parent

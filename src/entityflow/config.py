@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from entityflow.entities import ALL_LABELS, DEFAULT_LABELS
@@ -109,6 +109,15 @@ class Settings(BaseSettings):
     @classmethod
     def _data_dir(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @model_validator(mode="after")
+    def _role_needs_a_shared_queue(self) -> Settings:
+        if self.role != "all" and self.queue == "local":
+            raise ValueError(
+                f"role {self.role} needs a queue shared between instances:"
+                " set ENTITYFLOW_QUEUE=pubsub://PROJECT/TOPIC (or use role all)"
+            )
+        return self
 
     @cached_property
     def store_dsn(self) -> str:

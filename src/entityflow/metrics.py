@@ -103,8 +103,3 @@ class Metrics:
             "Posts published to the dead-letter topic.",
             registry=r,
         )
-        self.queue_backlog = Gauge(
-            "entityflow_pubsub_backlog",
-            "Messages waiting in the subscription where visible (-1: not visible here).",
-            registry=r,
-        )

@@ -97,6 +97,7 @@ class Subscriber:
         """The pipeline finished these posts (stored, or found stored): ack their messages."""
         ack_ids = [m.ack_id for post_id in ids for m in self.held.pop(post_id, [])]
         if ack_ids:
+            self._metrics.queue_outstanding.set(self.outstanding)
             self._room.set()
             self._background(self._ack(ack_ids))
 
@@ -104,6 +105,7 @@ class Subscriber:
         """Give a poison post back for another attempt, or dead-letter it after the last."""
         for post in posts:
             messages = self.held.pop(post.id, [])
+            self._metrics.queue_outstanding.set(self.outstanding)
             self._room.set()
             if not messages:
                 continue
