@@ -22,7 +22,10 @@ class Metrics:
             "entityflow_posts_persisted", "Posts newly written to the store.", registry=r
         )
         self.duplicates = Counter(
-            "entityflow_posts_duplicate", "Posts the store already had (not counted).", registry=r
+            "entityflow_posts_duplicate",
+            "Posts received again: the store already had them, or (Pub/Sub) another message"
+            " of the same post was being processed here. Not counted.",
+            registry=r,
         )
         self.dead_lettered = Counter(
             "entityflow_posts_dead_lettered", "Posts set aside after crashing workers.", registry=r

@@ -97,13 +97,17 @@ async def front(app: web.Application) -> AsyncIterator[None]:
 
 
 def source(app: web.Application) -> Subscriber:
-    """Where the pipeline's queue gets its posts in roles process and all (see server.py)."""
+    """Where the pipeline's queue gets its posts in roles process and all (see server.py).
+
+    It holds at most the queue size, and no more than four NLP batches per worker, so that
+    several processors share a backlog instead of the first one taking all of it.
+    """
     settings = app[api.SETTINGS]
     subscriber = Subscriber(
         app[CLIENT],
         app[api.METRICS],
         stored_ids=app[api.STORE].stored_ids,
-        capacity=settings.queue_size,
+        capacity=min(settings.queue_size, settings.worker_count * settings.nlp_batch_size * 4),
         ack_deadline=settings.pubsub_ack_deadline,
         max_attempts=settings.pubsub_max_attempts,
     )

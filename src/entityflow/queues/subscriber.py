@@ -170,7 +170,9 @@ class Subscriber:
                 self._metrics.redeliveries.inc()
                 redelivered.add(post.id)
             if post.id in self.held:
-                self.held[post.id].append(message)  # already queued: acked with it
+                # Already queued (sent to two fronts, published twice): acked with it.
+                self.held[post.id].append(message)
+                self._metrics.duplicates.inc()
                 continue
             self.held.setdefault(post.id, []).append(message)
             posts[post.id] = post
