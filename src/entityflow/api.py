@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import hmac
 import io
 import logging
@@ -22,7 +23,9 @@ from entityflow.entities import ALL_LABELS
 from entityflow.metrics import Metrics
 from entityflow.models import EntityQuery, PostIn, PostRecord, TimelineQuery
 from entityflow.pipeline import BatchTooLarge, Pipeline, Unavailable
+from entityflow.read_limits import SpanTooLong, Window, bounded
 from entityflow.stores.base import Store, StoreError
+from entityflow.stores.cache import ReadCache
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +123,8 @@ SETTINGS = web.AppKey("settings", Settings)
 FRONT = web.AppKey("front", Front)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 STORE = web.AppKey("store", Store)
+# Set on a store that bills reads: the most days one query may read (read_limits.py).
+MAX_READ_DAYS = web.AppKey("max_read_days", int)
 # Set with a queue other than the local journal: why it cannot take or give posts now.
 QUEUE_PROBLEMS: web.AppKey[Callable[[web.Application], Awaitable[list[str]]]] = web.AppKey(
     "queue_problems"
@@ -315,6 +320,8 @@ async def top_entities(request: web.Request) -> web.StreamResponse:
     fmt = params.get("format")
     if fmt not in (None, "json", "csv"):
         raise _bad_param("format", "must be json or csv")
+    window = await _window(request, query.publications, query.since, query.until)
+    query = dataclasses.replace(query, since=window.since, until=window.until)
     entities = await request.app[STORE].top_entities(query)
     rows = [
         {"text": e.text, "label": e.label, "key": e.key, "posts": e.posts, "mentions": e.mentions}
@@ -344,6 +351,8 @@ async def timeline(request: web.Request) -> web.Response:
     )
     _check_range(query.since, query.until)
     interval = _choice(params, "interval", ("day", "week", "month"))
+    window = await _window(request, query.publications, query.since, query.until)
+    query = dataclasses.replace(query, since=window.since, until=window.until)
     rows = await request.app[STORE].daily_counts(query)
     buckets: dict[str, dict[str, list[int]]] = {}
     for row in rows:
@@ -411,6 +420,18 @@ def _axis(first: str | None, last: str | None, interval: str) -> list[str]:
             " narrow since/until or choose a longer interval",
         )
     return list(bucket_range(first, last, interval))
+
+
+async def _window(
+    request: web.Request, publications: tuple[str, ...], since: str | None, until: str | None
+) -> Window:
+    """The dates a query reads: bounded on a store that bills reads (read_limits.py)."""
+    try:
+        return await bounded(
+            request.app[STORE], publications, since, until, request.app.get(MAX_READ_DAYS)
+        )
+    except SpanTooLong as error:
+        raise _bad_param("since", str(error)) from None
 
 
 def _only(params: Any, allowed: set[str]) -> None:
@@ -535,6 +556,12 @@ async def metrics(request: web.Request) -> web.Response:
     registry = request.app[METRICS]
     if pipeline is not None:
         registry.queue_depth.set(pipeline.depth)
+    store = request.app[STORE]
+    if isinstance(store, ReadCache):
+        registry.read_cache_hits.set(store.hits)
+        registry.read_cache_misses.set(store.misses)
+        registry.read_cache_bytes.set(store.bytes)
+        registry.documents_read.set(store.documents_read)
     return web.Response(
         body=generate_latest(registry.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )

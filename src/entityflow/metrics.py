@@ -106,3 +106,18 @@ class Metrics:
             "Posts published to the dead-letter topic.",
             registry=r,
         )
+        # Reads on a store that bills them (Firestore): the per-instance cache, documents read.
+        self.read_cache_hits = Gauge(
+            "entityflow_read_cache_hits", "Reads answered from the cache since start.", registry=r
+        )
+        self.read_cache_misses = Gauge(
+            "entityflow_read_cache_misses", "Reads that went to the store since start.", registry=r
+        )
+        self.read_cache_bytes = Gauge(
+            "entityflow_read_cache_bytes", "Estimated size of the answers kept.", registry=r
+        )
+        self.documents_read = Gauge(
+            "entityflow_store_documents_read",
+            "Documents the store read (billed reads on Firestore) since start.",
+            registry=r,
+        )

@@ -23,6 +23,7 @@ from entityflow.pipeline import Pipeline, WorkerPool
 from entityflow.queues import lifecycle as queue_lifecycle
 from entityflow.spool import Spool
 from entityflow.stores.base import Store, StoreError, open_store
+from entityflow.stores.cache import ReadCache
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,13 @@ def build_app(settings: Settings, store: Store | None = None) -> web.Application
     )
     app[api.SETTINGS] = settings
     app[api.METRICS] = Metrics()
-    app[api.STORE] = store or open_store(
-        settings.store_dsn, firestore_shards=settings.firestore_shards
-    )
+    store = store or open_store(settings.store_dsn, firestore_shards=settings.firestore_shards)
+    if store.description.startswith("firestore://"):  # every document read is billed
+        app[api.MAX_READ_DAYS] = settings.max_read_days
+        if settings.read_cache_seconds > 0:
+            megabytes = settings.read_cache_mib * 2**20
+            store = ReadCache(store, ttl=settings.read_cache_seconds, max_bytes=megabytes)
+    app[api.STORE] = store
     # Teardown runs in reverse: the pipeline drains before the pool stops, the store closes last.
     app.cleanup_ctx.extend(_contexts(settings))
     if settings.role != "process":
