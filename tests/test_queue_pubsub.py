@@ -6,15 +6,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from entityflow.cli import main
 from entityflow.dataset import Article
+from entityflow.metrics import Metrics
+from entityflow.models import PostIn
 from entityflow.queues import PubSubNames, admin, parse_queue
 from entityflow.queues.lifecycle import SUBSCRIBER
 from entityflow.queues.pubsub_client import PubSubClient
+from entityflow.spool import Spool
 from tests.conftest import ServiceFactory
 from tests.oracle import Expected
 from tests.pubsub_emulator import PubSubEmulator
@@ -132,3 +137,32 @@ async def test_publish_unacknowledged_is_503_with_retry_after(
         assert (await svc.get_json("/readyz"))["ready"]
         async with await svc.post("/v1/posts/batch", []) as response:
             assert response.status == 422
+
+
+async def test_a_local_journal_is_handed_over_to_pubsub(
+    pubsub: PubSubEmulator,
+    service: ServiceFactory,
+    articles: list[Article],
+    expected: Callable[..., Expected],
+    tmp_path: Path,
+) -> None:
+    """Moving a single-machine install onto Pub/Sub: what its journal still holds is published
+    at the first start with the Pub/Sub queue, then processed; the journal ends empty."""
+    chosen = articles[:6]
+    expect = expected(chosen)
+    now = datetime.now(UTC)
+    journal = Spool(tmp_path / "journal", metrics=Metrics())
+    await journal.open()
+    await journal.append([PostIn.model_validate(a.as_post()).to_record(now) for a in chosen])
+    await journal.close()
+    queue = pubsub.queue()
+    await set_up(queue)
+    async with service(queue=queue, role="all") as svc:
+        deadline = time.monotonic() + 120
+        while sum(p["posts"] for p in await svc.get_json("/v1/publications")) < len(chosen):
+            assert time.monotonic() < deadline, "the journal's posts were not processed"
+            await asyncio.sleep(0.1)
+        await check_against(svc, expect, chosen)
+    journal = Spool(tmp_path / "journal", metrics=Metrics())
+    assert await journal.open() == []
+    await journal.close()

@@ -81,9 +81,11 @@ def serve(**flags: Any) -> None:
         click.echo(f"Created an API key (kept in {key_file}):\n  {created}", err=True)
     elif key_file.exists() and not os.environ.get("ENTITYFLOW_API_KEYS"):
         click.echo(f"Using the API key kept in {key_file}", err=True)
+    from entityflow.queues.pubsub_client import QueueError
+
     try:
         status = run_async(run_server(settings))
-    except OSError as error:
+    except (OSError, QueueError) as error:
         click.echo(f"entityflow: cannot start: {error}", err=True)
         sys.exit(1)
     sys.exit(status)

@@ -20,9 +20,12 @@ from entityflow.pipeline import Unavailable
 from entityflow.queues.publisher import RETRY_AFTER_QUEUE, Publisher, PublishFailed
 from entityflow.queues.pubsub_client import PubSubClient, QueueError
 from entityflow.queues.subscriber import Subscriber
+from entityflow.spool import Spool
 
 log = logging.getLogger(__name__)
 
+# Posts per publish when a local journal is handed over to Pub/Sub at start.
+HAND_OVER_CHUNK = 500
 CLIENT = web.AppKey("pubsub_client", PubSubClient)
 PUBLISHER = web.AppKey("pubsub_publisher", Publisher)
 SUBSCRIBER = web.AppKey("pubsub_subscriber", Subscriber)
@@ -85,6 +88,11 @@ async def front(app: web.Application) -> AsyncIterator[None]:
     settings, metrics = app[api.SETTINGS], app[api.METRICS]
     publisher = Publisher(app[CLIENT], metrics, timeout=settings.pubsub_publish_timeout)
     await publisher.start()
+    try:
+        await _hand_over_journal(app, publisher)
+    except BaseException:
+        await publisher.close()
+        raise
     admission = PubSubFront(publisher, metrics)
     app[PUBLISHER] = publisher
     app[api.FRONT] = admission
@@ -94,6 +102,34 @@ async def front(app: web.Application) -> AsyncIterator[None]:
         if not admission.draining:
             await admission.drain(settings.drain_timeout)
         await publisher.close()
+
+
+async def _hand_over_journal(app: web.Application, publisher: Publisher) -> None:
+    """Posts a local journal still holds (an install moving onto Pub/Sub, docs/scaling.md) are
+    published before new ones are taken, then finished in the journal: none is lost."""
+    settings = app[api.SETTINGS]
+    if not settings.journal_dir.is_dir():
+        return
+    journal = Spool(settings.journal_dir, metrics=app[api.METRICS])
+    posts = await journal.open()
+    try:
+        if not posts:
+            return
+        stored = await app[api.STORE].stored_ids([post.id for post in posts])
+        rest = [post for post in posts if post.id not in stored]
+        for start in range(0, len(rest), HAND_OVER_CHUNK):
+            try:
+                await publisher.accepted(rest[start : start + HAND_OVER_CHUNK])
+            except PublishFailed as error:
+                raise QueueError(f"handing the journal over to Pub/Sub: {error}") from error
+        await journal.done([post.id for post in posts])
+        log.info(
+            "journal: %d post(s) handed over to Pub/Sub (%d already stored)",
+            len(rest),
+            len(stored),
+        )
+    finally:
+        await journal.close()
 
 
 def source(app: web.Application) -> Subscriber:
