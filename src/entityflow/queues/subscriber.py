@@ -155,7 +155,10 @@ class Subscriber:
                 continue
             self.last_error, delay = None, 0.2
             if received:
-                await self._take(received)
+                try:
+                    await self._take(received)
+                except Exception:  # a bug must not stop the pulls; the leases lapse instead
+                    log.exception("taking %d pulled message(s) failed", len(received))
 
     async def _take(self, received: list[Received]) -> None:
         posts: dict[str, PostRecord] = {}
