@@ -149,12 +149,15 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=600)
     parser.add_argument("--ingest-seconds", type=float, default=10)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--ingest-only", action="store_true", help="Only the ingest part.")
     args = parser.parse_args()
     items = sample(args.posts)
     with emulator():
+        ingest = ingest_part(items, args.ingest_seconds)
+        if args.ingest_only:
+            return
         one = processors_part(1, items)
         two = processors_part(2, items)
-        ingest = ingest_part(items, args.ingest_seconds)
     ratio = two["posts_per_second"] / one["posts_per_second"]
     cpu_ratio = two["posts_per_cpu_second"] / one["posts_per_cpu_second"]
     print("| processors (1 worker each) | posts | s | posts/s | CPU s | posts per CPU s |")
