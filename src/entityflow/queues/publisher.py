@@ -105,6 +105,8 @@ class Publisher:
         try:
             await asyncio.wait_for(asyncio.shield(waiting.done), self._timeout)
         except TimeoutError:
+            # Cancelled, so a publish retrying for it stops once its other requests are done.
+            waiting.done.cancel()
             self._metrics.publish_errors.labels("timeout").inc()
             reason = self.last_error or f"no answer within {self._timeout:g}s"
             raise PublishFailed(f"Pub/Sub did not acknowledge the publish: {reason}") from None
