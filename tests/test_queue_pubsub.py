@@ -14,12 +14,12 @@ from click.testing import CliRunner
 
 from entityflow.cli import main
 from entityflow.dataset import Article
+from entityflow.journal import Journal
 from entityflow.metrics import Metrics
 from entityflow.models import PostIn
 from entityflow.queues import PubSubNames, admin, parse_queue
 from entityflow.queues.lifecycle import SUBSCRIBER
 from entityflow.queues.pubsub_client import PubSubClient
-from entityflow.spool import Spool
 from tests.conftest import ServiceFactory
 from tests.oracle import Expected
 from tests.pubsub_emulator import PubSubEmulator
@@ -151,7 +151,7 @@ async def test_a_local_journal_is_handed_over_to_pubsub(
     chosen = articles[:6]
     expect = expected(chosen)
     now = datetime.now(UTC)
-    journal = Spool(tmp_path / "journal", metrics=Metrics())
+    journal = Journal(tmp_path / "journal", metrics=Metrics())
     await journal.open()
     await journal.append([PostIn.model_validate(a.as_post()).to_record(now) for a in chosen])
     await journal.close()
@@ -163,6 +163,6 @@ async def test_a_local_journal_is_handed_over_to_pubsub(
             assert time.monotonic() < deadline, "the journal's posts were not processed"
             await asyncio.sleep(0.1)
         await check_against(svc, expect, chosen)
-    journal = Spool(tmp_path / "journal", metrics=Metrics())
+    journal = Journal(tmp_path / "journal", metrics=Metrics())
     assert await journal.open() == []
     await journal.close()

@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from entityflow.entities import ALL_LABELS, DEFAULT_LABELS
 from entityflow.queues import PubSubNames, parse_queue
-from entityflow.stores.base import parse_dsn
+from entityflow.stores import parse_dsn
 
 KEY_FILE = "api-key"
 

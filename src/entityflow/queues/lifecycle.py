@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 from aiohttp import web
 
 from entityflow import api
+from entityflow.errors import RETRY_AFTER_DRAINING, Unavailable
+from entityflow.journal import Journal
 from entityflow.metrics import Metrics
 from entityflow.models import PostRecord
-from entityflow.pipeline import Unavailable
+from entityflow.outcomes import Outcomes
 from entityflow.queues.publisher import RETRY_AFTER_QUEUE, Publisher, PublishFailed
 from entityflow.queues.pubsub_client import PubSubClient, QueueError
 from entityflow.queues.subscriber import Subscriber
-from entityflow.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,9 @@ class PubSubFront:
     async def accept(self, posts: Sequence[PostRecord]) -> None:
         if self.draining:
             self._metrics.rejected.labels("draining").inc(len(posts))
-            raise Unavailable("draining", "the service is shutting down", retry_after=5)
+            raise Unavailable(
+                "draining", "the service is shutting down", retry_after=RETRY_AFTER_DRAINING
+            )
         unique = list({post.id: post for post in posts}.values())
         self._in_flight += 1
         try:
@@ -65,6 +69,21 @@ class PubSubFront:
         while self._in_flight and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
         return self._in_flight == 0
+
+
+class QueueOutcomes(Outcomes):
+    """What becomes of posts pulled from Pub/Sub: finished ones are acknowledged, set-aside
+    ones go back to Pub/Sub or to its dead-letter topic; nothing is written to disk here."""
+
+    def __init__(self, subscriber: Subscriber, data_dir: Path, metrics: Metrics) -> None:
+        super().__init__(None, data_dir, metrics)
+        self._subscriber = subscriber
+        self.listen(subscriber.done)
+
+    async def set_aside(self, posts: Sequence[PostRecord], reason: str) -> None:
+        await self._subscriber.set_aside(posts, reason)
+        # The pipeline forgets them; their messages are already answered.
+        await self._finish([post.id for post in posts])
 
 
 async def client(app: web.Application) -> AsyncIterator[None]:
@@ -110,7 +129,7 @@ async def _hand_over_journal(app: web.Application, publisher: Publisher) -> None
     settings = app[api.SETTINGS]
     if not settings.journal_dir.is_dir():
         return
-    journal = Spool(settings.journal_dir, metrics=app[api.METRICS])
+    journal = Journal(settings.journal_dir, metrics=app[api.METRICS])
     posts = await journal.open()
     try:
         if not posts:
