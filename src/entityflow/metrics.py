@@ -75,7 +75,11 @@ class Metrics:
         self.draining = Gauge(
             "entityflow_draining", "1 while the service drains for shutdown.", registry=r
         )
-        # The Pub/Sub queue (ENTITYFLOW_QUEUE=pubsub://…): ingest side, then process side.
+        self._pubsub(r)
+        self._reads(r)
+
+    def _pubsub(self, r: CollectorRegistry) -> None:
+        """The Pub/Sub queue (ENTITYFLOW_QUEUE=pubsub://…): ingest side, then process side."""
         self.published = Counter(
             "entityflow_pubsub_published", "Posts Pub/Sub acknowledged (ingest).", registry=r
         )
@@ -106,7 +110,9 @@ class Metrics:
             "Posts published to the dead-letter topic.",
             registry=r,
         )
-        # Reads on a store that bills them (Firestore): the per-instance cache, documents read.
+
+    def _reads(self, r: CollectorRegistry) -> None:
+        """Reads on a store that bills them (Firestore): the read cache, documents read."""
         self.read_cache_hits = Gauge(
             "entityflow_read_cache_hits", "Reads answered from the cache since start.", registry=r
         )
