@@ -8,6 +8,7 @@ from aiohttp import web
 
 from entityflow.api import csvout
 from entityflow.api.edge import (
+    MAX_READ_DAYS,
     PIPELINE,
     STORE,
     ApiError,
@@ -30,6 +31,7 @@ from entityflow.queries import (
     UnknownPublication,
     check_publications,
 )
+from entityflow.read_limits import SpanTooLong, Window, bounded
 
 ENTITY_COLUMNS = ("text", "label", "key", "posts", "mentions")
 
@@ -56,7 +58,8 @@ async def get_post(request: web.Request) -> web.Response:
                 published_at=stored.published_at,
             )
         )
-    queued = request.app[PIPELINE].pending.get(post_id)
+    pipeline = request.app.get(PIPELINE)
+    queued = pipeline.pending.get(post_id) if pipeline is not None else None
     if queued is None:
         raise ApiError(404, "not_found", f"no post with id {post_id!r}")
     return respond(
@@ -93,11 +96,13 @@ async def top_entities(request: web.Request) -> web.StreamResponse:
     require_read_access(request)
     params = parse_query(request, EntitiesQuery)
     _check_range(params.since, params.until)
+    publications = await _known(request, params.publication)
+    window = await _window(request, publications, params.since, params.until)
     query = EntityQuery(
-        publications=await _known(request, params.publication),
+        publications=publications,
         labels=tuple(params.label),
-        since=params.since,
-        until=params.until,
+        since=window.since,
+        until=window.until,
         limit=params.limit,
         sort=params.sort,
     )
@@ -136,3 +141,15 @@ async def _known(request: web.Request, wanted: Sequence[str]) -> tuple[str, ...]
     except UnknownPublication as error:
         raise bad_param("publication", f"names {error}") from None
     return tuple(wanted)
+
+
+async def _window(
+    request: web.Request, publications: tuple[str, ...], since: str | None, until: str | None
+) -> Window:
+    """The dates a query reads: bounded on a store that bills reads (read_limits.py)."""
+    try:
+        return await bounded(
+            request.app[STORE], publications, since, until, request.app.get(MAX_READ_DAYS)
+        )
+    except SpanTooLong as error:
+        raise bad_param("since", str(error)) from None

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from entityflow.api import csvout
 from entityflow.api.edge import STORE, parse_query, require_read_access, respond
-from entityflow.api.reads import _check_range, _known
+from entityflow.api.reads import _check_range, _known, _window
 from entityflow.api.story_schemas import (
     ComparedEntity,
     ComparedPublication,
@@ -39,8 +39,10 @@ async def compare(request: web.Request) -> web.Response:
     params = parse_query(request, CompareQuery)
     _check_range(params.since, params.until)
     names = await _known(request, params.publication)
+    window = await _window(request, names, params.since, params.until)
+    since, until = window.since, window.until
     store = request.app[STORE]
-    days = await store.publication_days(names, params.since, params.until)
+    days = await store.publication_days(names, since, until)
     publications = []
     for name in names:
         own = [d for d in days if d.publication == name]
@@ -52,7 +54,7 @@ async def compare(request: web.Request) -> web.Response:
                 last_date=max((d.date for d in own), default=None),
             )
         )
-    query = EntityQuery(names, tuple(params.label), params.since, params.until, MAX_ROWS)
+    query = EntityQuery(names, tuple(params.label), since, until, MAX_ROWS)
     counts = await store.entity_counts(query)
     compared = shares_of(names, [p.posts for p in publications], counts)
     ranked = rank_compared(names, compared, params.sort, params.limit)

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from entityflow.api import csvout
 from entityflow.api.edge import STORE, bad_param, parse_query, require_read_access, respond
-from entityflow.api.reads import _check_range, _known
+from entityflow.api.reads import _check_range, _known, _window
 from entityflow.api.schemas import Point, Series, Timeline, TimelineQuery
 from entityflow.entities import normalise
 from entityflow.models import DailyCount, PublicationDay
@@ -36,12 +36,15 @@ async def timeline(request: web.Request) -> web.Response:
     params = parse_query(request, TimelineQuery)
     _check_range(params.since, params.until)
     store = request.app[STORE]
+    publications = await _known(request, params.publication)
+    # On a store that bills reads, the dates are bounded (read_limits.py).
+    window = await _window(request, publications, params.since, params.until)
     query = StoreTimelineQuery(
         label=params.label,
         key=entity_key(params.key),
-        publications=await _known(request, params.publication),
-        since=params.since,
-        until=params.until,
+        publications=publications,
+        since=window.since,
+        until=window.until,
     )
     rows = await store.daily_counts(query)
     days = await store.publication_days(query.publications, query.since, query.until)
