@@ -2,7 +2,8 @@
 
 On Firestore a dashboard view reads hundreds of counter documents; many people looking at the
 same view, or one browser refreshing, would pay that each time. `ReadCache` wraps a store and
-keeps the answers of `publications`, `top_entities` and `daily_counts` for `ttl` seconds
+keeps the answers of `publications`, `top_entities`, `daily_counts`, `entity_counts`,
+`publication_days` and `search_entities` for `ttl` seconds
 (ENTITYFLOW_READ_CACHE_SECONDS), keyed by the query, least recently used out first once the
 answers kept pass `max_bytes` (ENTITYFLOW_READ_CACHE_MIB, estimated from their text). The
 same read asked for again while it is in flight waits for that one answer instead of
@@ -22,7 +23,11 @@ from entityflow.models import (
     DailyCount,
     EntityQuery,
     EntityTotal,
+    PostsPage,
+    PostsQuery,
     ProcessedPost,
+    PublicationDay,
+    PublicationEntityCount,
     PublicationSummary,
     StoredPost,
     TimelineQuery,
@@ -82,6 +87,30 @@ class ReadCache:
 
     async def daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
         return await self._cached(("daily", query), lambda: self.inner.daily_counts(query))
+
+    async def entity_counts(self, query: EntityQuery) -> list[PublicationEntityCount]:
+        return await self._cached(("counts", query), lambda: self.inner.entity_counts(query))
+
+    async def display_texts(
+        self, entities: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        return await self.inner.display_texts(entities)
+
+    async def publication_days(
+        self, publications: Sequence[str], since: str | None, until: str | None
+    ) -> list[PublicationDay]:
+        key = ("days", tuple(publications), since, until)
+        return await self._cached(
+            key, lambda: self.inner.publication_days(publications, since, until)
+        )
+
+    async def posts_mentioning(self, query: PostsQuery) -> PostsPage:
+        # A story list pages with a cursor: each page is read afresh.
+        return await self.inner.posts_mentioning(query)
+
+    async def search_entities(self, needle: str, limit: int) -> list[EntityTotal]:
+        key = ("search", needle, limit)
+        return await self._cached(key, lambda: self.inner.search_entities(needle, limit))
 
     async def _cached(self, key: Any, read: Callable[[], Awaitable[list[T]]]) -> list[T]:
         now = time.monotonic()
