@@ -3,7 +3,7 @@
 On Firestore a dashboard view reads hundreds of counter documents; many people looking at the
 same view, or one browser refreshing, would pay that each time. `ReadCache` wraps a store and
 keeps the answers of `publications`, `top_entities`, `daily_counts`, `entity_counts`,
-`publication_days` and `search_entities` for `ttl` seconds
+`publication_days`, `display_texts` and `search_entities` for `ttl` seconds
 (ENTITYFLOW_READ_CACHE_SECONDS), keyed by the query, least recently used out first once the
 answers kept pass `max_bytes` (ENTITYFLOW_READ_CACHE_MIB, estimated from their text). The
 same read asked for again while it is in flight waits for that one answer instead of
@@ -94,7 +94,10 @@ class ReadCache:
     async def display_texts(
         self, entities: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], str]:
-        return await self.inner.display_texts(entities)
+        async def read() -> list[tuple[tuple[str, str], str]]:
+            return list((await self.inner.display_texts(entities)).items())
+
+        return dict(await self._cached(("texts", tuple(entities)), read))
 
     async def publication_days(
         self, publications: Sequence[str], since: str | None, until: str | None
