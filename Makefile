@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint format bench clean install-service openapi
+.PHONY: install run test test-fast lint format bench clean install-service openapi screenshots
 
 install: $(STAMP)
 
@@ -38,6 +38,11 @@ format: install
 # docs/openapi.json: the API document for the default settings, from the models in api/.
 openapi: install
 	$(BIN)/python -c "from entityflow.openapi import reference; print(reference(), end='')" > docs/openapi.json
+
+# docs/screenshots/: the dashboard tests' screenshots (`make test` writes them to a temp dir).
+screenshots: install
+	scripts/install-test-deps.sh
+	ENTITYFLOW_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/test_dashboard.py -q
 
 bench: install
 	$(BIN)/python benchmarks/run.py
