@@ -32,7 +32,9 @@ def per_row(db: sqlite3.Connection, entities: list[tuple[str, str]]) -> dict[tup
     """The lookup before: one query per row."""
     texts: dict[tuple[str, str], str] = {}
     for label, key in entities:
-        rows = db.execute("SELECT text, mentions FROM forms WHERE label = ? AND key = ?", (label, key))
+        rows = db.execute(
+            "SELECT text, mentions FROM forms WHERE label = ? AND key = ?", (label, key)
+        )
         texts[label, key] = pick_display_text(dict(rows.fetchall()))
     return texts
 

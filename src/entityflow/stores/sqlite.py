@@ -298,6 +298,7 @@ class SQLiteStore:
             forms.setdefault((label, key), {})[text] = mentions
         return {entity: pick_display_text(found) for entity, found in forms.items()}
 
+
 def _add_filters(
     where: list[str],
     params: list[Any],
