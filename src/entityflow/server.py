@@ -25,6 +25,7 @@ from entityflow.pipeline import Pipeline
 from entityflow.pool import WorkerPool
 from entityflow.queries import MAX_ROWS
 from entityflow.stores import Store, StoreError, open_store
+from entityflow.writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ WEB_DIR = Path(__file__).parent / "web"
 RELAY = web.AppKey("log_relay", LogRelay)
 JOURNAL = web.AppKey("journal", Journal)
 RECOVERED: web.AppKey[list[PostRecord]] = web.AppKey("recovered")
+POOL = web.AppKey("pool", WorkerPool)
+WRITER = web.AppKey("writer", Writer)
+OUTCOMES = web.AppKey("outcomes", Outcomes)
 
 
 def build_app(settings: Settings, store: Store | None = None) -> web.Application:
@@ -44,8 +48,9 @@ def build_app(settings: Settings, store: Store | None = None) -> web.Application
     app[api.STORE] = store or open_store(
         settings.store_dsn, firestore_shards=settings.firestore_shards
     )
-    # Teardown runs in reverse: the pipeline drains before the pool stops, the store closes last.
-    app.cleanup_ctx.extend([_log_relay, _store, _journal, _pipeline])
+    # The resources in data-flow order; teardown runs in reverse and skips what never started:
+    # the dispatcher drains first, then the writer flushes, the pool stops, the store closes.
+    app.cleanup_ctx.extend([_log_relay, _store, _journal, _pool, _writer, _dispatcher])
     api.add_routes(app)
     if (WEB_DIR / "index.html").exists():
         page = (WEB_DIR / "index.html").read_text().replace("{max_rows}", str(MAX_ROWS))
@@ -100,30 +105,55 @@ async def _journal(app: web.Application) -> AsyncIterator[None]:
         await journal.close()
 
 
-async def _pipeline(app: web.Application) -> AsyncIterator[None]:
+async def _pool(app: web.Application) -> AsyncIterator[None]:
     settings = app[api.SETTINGS]
-    metrics = app[api.METRICS]
-    pool = WorkerPool(settings, app[RELAY], metrics)
+    pool = WorkerPool(settings, app[RELAY], app[api.METRICS])
     log.info(
         "starting %d NLP worker(s): %s, %s pipeline", pool.size, settings.model, settings.pipeline
     )
     try:
         await pool.start()
-    except BaseException:
+        app[POOL] = pool
+        yield
+    finally:
         await pool.close()
-        raise
+
+
+async def _writer(app: web.Application) -> AsyncIterator[None]:
+    settings, metrics = app[api.SETTINGS], app[api.METRICS]
     outcomes = Outcomes(app.get(JOURNAL), settings.data_dir, metrics)
-    pipeline = Pipeline(settings, app[api.STORE], metrics, pool, outcomes)
-    app[api.PIPELINE] = pipeline
-    await pipeline.start()
-    recovered: list[PostRecord] = app[RECOVERED]
-    await pipeline.recover(recovered)
+    writer = Writer(
+        app[api.STORE],
+        metrics,
+        batch_size=settings.batch_size,
+        flush_interval=settings.flush_interval,
+        on_done=outcomes.written,
+    )
+    app[OUTCOMES], app[WRITER] = outcomes, writer
+    writer.start()
     try:
         yield
     finally:
-        if not pipeline.draining:
-            await pipeline.drain(settings.drain_timeout)
-        await pool.close()
+        pipeline = app.get(api.PIPELINE)
+        # After a drain that timed out, what is still unwritten stays in the journal.
+        await writer.stop(abandon=pipeline is not None and bool(pipeline.pending))
+
+
+async def _dispatcher(app: web.Application) -> AsyncIterator[None]:
+    """The queue's consumer: posts the journal kept from the last run first, then new ones.
+
+    Where posts come from is decided here (a second queue source plugs in beside `recover`).
+    """
+    settings = app[api.SETTINGS]
+    pipeline = Pipeline(settings, app[api.METRICS], app[POOL], app[WRITER], app[OUTCOMES])
+    app[api.PIPELINE] = pipeline
+    pipeline.start()
+    recovered: list[PostRecord] = app[RECOVERED]
+    try:
+        await pipeline.recover(recovered)
+        yield
+    finally:
+        await pipeline.drain(settings.drain_timeout)
 
 
 async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = None) -> int:
