@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import multiprocessing
 import os
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing import forkserver, resource_tracker, util
 from typing import Any, Protocol
 
 import orjson
@@ -154,6 +156,20 @@ class WorkerPool:
         if self._executor is not None:
             executor, self._executor = self._executor, None
             await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+
+
+def stop_helper_processes() -> None:
+    """Make the forkserver and the resource tracker exit now, once every pool is shut down.
+
+    Each waits for this process to close a pipe, which otherwise happens only as it exits:
+    under systemd they would outlive the main process and be SIGKILLed (KillMode=mixed).
+    """
+    # Semaphores of dropped queues unregister from the tracker now, not during exit (which
+    # would start a new tracker).
+    gc.collect()
+    util._run_finalizers(0)  # type: ignore[attr-defined]
+    for helper in (forkserver._forkserver, resource_tracker._resource_tracker):  # type: ignore[attr-defined]
+        helper._stop()
 
 
 class Pipeline:

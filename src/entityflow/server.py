@@ -19,7 +19,7 @@ from entityflow.logs import LogRelay
 from entityflow.metrics import Metrics
 from entityflow.models import PostRecord
 from entityflow.notify import Notifier, forget_systemd, listen_sockets
-from entityflow.pipeline import Pipeline, WorkerPool
+from entityflow.pipeline import Pipeline, WorkerPool, stop_helper_processes
 from entityflow.spool import Spool
 from entityflow.stores.base import Store, StoreError, open_store
 
@@ -174,6 +174,7 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = 
     monitor.cancel()
     await asyncio.gather(monitor, return_exceptions=True)
     await runner.cleanup()
+    stop_helper_processes()
     notifier.close()
     log.info("stopped%s", "" if drained else " with posts left in the journal")
     return 0 if drained else 1
