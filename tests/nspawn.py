@@ -133,8 +133,12 @@ def _debootstrap(path: Path) -> None:
     assert result.returncode == 0, f"mmdebstrap failed:\n{result.stderr}"
 
 
-def installed_root(session_root: Path) -> None:
-    """Fill session_root with a bookworm where this checkout is installed as a service."""
+def installed_root(work: Path) -> Path:
+    """A bookworm where this checkout is installed as a service, mounted at work/root.
+
+    The cached layer is the lower layer of an overlay, so a session writes only what it
+    changes (work/upper) and the cache stays as it was built; unmount with `release(work)`.
+    """
     base_key = _digest(" ".join(MMDEBSTRAP).encode())
     base = _cached("base", base_key, _debootstrap)
 
@@ -144,14 +148,27 @@ def installed_root(session_root: Path) -> None:
 
     key = _digest(base_key.encode(), *((ROOT / name).read_bytes() for name in INSTALL_INPUTS))
     layer = _cached("installed", key, install)
-    subprocess.run(["cp", "-a", "--reflink=auto", str(layer), str(session_root)], check=True)
+    root, upper, scratch = work / "root", work / "upper", work / "scratch"
+    for folder in (root, upper, scratch):
+        folder.mkdir()
+    options = f"lowerdir={layer},upperdir={upper},workdir={scratch}"
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(root)], check=True)
     # This checkout's code, over whatever version the cached layer was built from.
     _nspawn_run(
-        session_root,
+        root,
         f"{CHECKOUT}/scripts/install-service.sh",
         "--pip-args",
         "--no-deps --force-reinstall",
     )
+    return root
+
+
+def release(work: Path) -> None:
+    """Unmount the session's overlay (if mounted) and remove what the session wrote."""
+    root = work / "root"
+    if root.is_mount():
+        subprocess.run(["umount", str(root)], check=True)
+    _remove(work)
 
 
 @dataclass

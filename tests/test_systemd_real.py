@@ -139,8 +139,7 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[nspawn.Co
         pytest.skip(reason)
     work = Path(tempfile.mkdtemp(prefix="entityflow-nspawn-"))
     try:
-        root = work / "root"
-        nspawn.installed_root(root)
+        root = nspawn.installed_root(work)
         port = free_port()
         key = configure(root, port)
         container = nspawn.boot(root, tmp_path_factory.mktemp("nspawn") / "console.log")
@@ -149,7 +148,7 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[nspawn.Co
         finally:
             nspawn.shut_down(container)
     finally:
-        nspawn._remove(work)
+        nspawn.release(work)
 
 
 @pytest.fixture
