@@ -30,7 +30,8 @@ from entityflow.dataset import Article
 from tests import nspawn
 from tests.conftest import free_port
 
-pytestmark = pytest.mark.slow
+# A cold cache builds the root file system inside the first test's setup (about 2-3 min).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 UNIT = nspawn.UNIT
 ENV_FILE = "etc/entityflow/entityflow.env"
