@@ -239,8 +239,9 @@ def test_watchdog_restarts_a_wedged_service(service: Service) -> None:
         if "Watchdog timeout" in str(entry.get("MESSAGE"))
     ]
     assert timeouts, "\n".join(service.messages())
-    # Pings stop with the process; systemd aborts it one period later (plus its tick).
-    assert timeouts[0] - wedged_at <= WATCHDOG_SEC + 1.5
+    # Pings stop with the process; systemd aborts it at most one period later (+ slack for
+    # a busy machine).
+    assert timeouts[0] - wedged_at <= WATCHDOG_SEC + 3
 
 
 def test_socket_activation(service: Service) -> None:
