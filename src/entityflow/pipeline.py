@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import gc
 import logging
 import multiprocessing
 import os
@@ -13,7 +12,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing import forkserver, resource_tracker, util
+from multiprocessing import forkserver, resource_tracker
 from typing import Any, Protocol
 
 import orjson
@@ -164,13 +163,9 @@ def stop_helper_processes() -> None:
     Each waits for this process to close a pipe, which otherwise happens only as it exits:
     under systemd they would outlive the main process and be SIGKILLed (KillMode=mixed).
     """
-    # Semaphores of dropped queues unregister from the tracker now, not during exit (which
-    # would start a new tracker).
-    gc.collect()
-    util._run_finalizers(0)  # type: ignore[attr-defined]
     helpers: tuple[Any, ...] = (forkserver._forkserver, resource_tracker._resource_tracker)
     for helper in helpers:
-        helper._stop()  # private, but stable since Python 3.8: CPython's own tests use it
+        helper._stop()  # private (CPython's tests use it), and the only way to stop them early
 
 
 class Pipeline:
