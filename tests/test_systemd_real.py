@@ -207,8 +207,10 @@ def test_stop_mid_load_drains_every_post(service: Service, articles: list[Articl
     missing = set(ids) - stored_ids(service.container.root, ids)
     assert not missing, f"{len(missing)} accepted posts not stored by the drain"
     messages = service.messages()
-    # Workers, forkserver and resource tracker are gone before the main process exits.
-    assert not [m for m in messages if "SIGKILL" in m or "Killing process" in m], messages
+    # Workers, forkserver and resource tracker are gone before the main process exits, and
+    # quietly (no traceback, no "leaked semaphore" from the tracker).
+    noise = ("SIGKILL", "Killing process", "Traceback", "leaked")
+    assert not [m for m in messages if any(word in m for word in noise)], messages
     assert f"{UNIT}: Deactivated successfully." in messages, messages
 
 
@@ -259,14 +261,14 @@ def test_socket_activation(service: Service) -> None:
 
 
 def test_journal_holds_structured_lines(service: Service) -> None:
-    service.systemctl("restart", UNIT)
+    service.systemctl("restart", UNIT)  # a whole stop and start in the journal
     main_pid = int(service.show("MainPID")["MainPID"])
     entries = [
         entry
         for entry in service.container.journal(service.cursor)
-        if entry.get("SYSLOG_IDENTIFIER") == "entityflow" and int(entry["_PID"]) == main_pid
+        if entry.get("SYSLOG_IDENTIFIER") == "entityflow"  # every process of the unit
     ]
-    lines = [json.loads(entry["MESSAGE"]) for entry in entries]
+    lines = [json.loads(entry["MESSAGE"]) for entry in entries]  # each line one JSON object
     assert lines and all(
         {"time", "level", "logger", "message", "pid"} <= set(line) for line in lines
     )

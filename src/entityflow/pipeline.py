@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing import forkserver, resource_tracker
+from multiprocessing import forkserver, resource_tracker, util
 from typing import Any, Protocol
 
 import orjson
@@ -163,6 +163,9 @@ def stop_helper_processes() -> None:
     Each waits for this process to close a pipe, which otherwise happens only as it exits:
     under systemd they would outlive the main process and be SIGKILLed (KillMode=mixed).
     """
+    # The semaphores of our queues first, while the tracker still runs: stopped with them
+    # registered, it unlinks them itself ("leaked semaphore") and exit then fails to.
+    util._run_finalizers(0)  # type: ignore[attr-defined]
     helpers: tuple[Any, ...] = (forkserver._forkserver, resource_tracker._resource_tracker)
     for helper in helpers:
         helper._stop()  # private (CPython's tests use it), and the only way to stop them early
