@@ -220,7 +220,9 @@ def test_kill_mid_load_restarts_and_loses_nothing(
     before = service.show("MainPID", "NRestarts")
     ids = service.send(articles[:LOAD], "kill")
     assert service.metric("entityflow_posts_processed_total") < len(ids), "not mid-load"
-    service.systemctl("kill", "--signal=KILL", UNIT)
+    # systemd may report EIO for a process of the unit that exits as the others die; what
+    # counts is what follows: a new main process.
+    service.systemctl("kill", "--signal=KILL", UNIT, check=False)
     after = service.wait_restarted(before["MainPID"])
     assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
     service.wait_processed(ids)
