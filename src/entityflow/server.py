@@ -22,7 +22,7 @@ from entityflow.models import PostRecord
 from entityflow.notify import Notifier, forget_systemd, listen_sockets
 from entityflow.outcomes import Outcomes
 from entityflow.pipeline import Pipeline
-from entityflow.pool import WorkerPool
+from entityflow.pool import WorkerPool, stop_helper_processes
 from entityflow.queries import MAX_ROWS
 from entityflow.queues import lifecycle as queue_lifecycle
 from entityflow.stores import Store, StoreError, open_store
@@ -245,6 +245,7 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = 
     monitor.cancel()
     await asyncio.gather(monitor, return_exceptions=True)
     await runner.cleanup()
+    stop_helper_processes()
     notifier.close()
     log.info("stopped%s", "" if drained else " with posts left in the journal")
     return 0 if drained else 1
