@@ -72,13 +72,24 @@ def add_filters(
 def display_texts(
     db: sqlite3.Connection, entities: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], str]:
-    texts: dict[tuple[str, str], str] = {}
-    for label, key in entities:
-        rows = db.execute(
-            "SELECT text, mentions FROM forms WHERE label = ? AND key = ?", (label, key)
-        )
-        texts[label, key] = pick_display_text(dict(rows.fetchall()))
-    return texts
+    """Each entity's display text, with the forms of all of them read in one query.
+
+    A join on the primary key; pick_display_text chooses, so the rule has one owner.
+    (A ROW_NUMBER() window choosing in SQL measured 7x slower: benchmarks/sqlite_top.py.)
+    """
+    if not entities:
+        return {}
+    wanted = ",".join(["(?, ?)"] * len(entities))
+    rows = db.execute(
+        f"WITH wanted(label, key) AS (VALUES {wanted})"
+        " SELECT f.label, f.key, f.text, f.mentions"
+        " FROM wanted CROSS JOIN forms AS f ON f.label = wanted.label AND f.key = wanted.key",
+        [value for entity in entities for value in entity],
+    )
+    forms: dict[tuple[str, str], dict[str, int]] = {}
+    for label, key, text, mentions in rows:
+        forms.setdefault((label, key), {})[text] = mentions
+    return {entity: pick_display_text(found) for entity, found in forms.items()}
 
 
 def entity_counts(db: sqlite3.Connection, query: EntityQuery) -> list[PublicationEntityCount]:
