@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     firestore_shards: int = Field(8, ge=1, le=100)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+    nlp_ops: Literal["numpy", "blis"] = "numpy"
+    nlp_cache: bool = True
 
     @field_validator("labels", mode="before")
     @classmethod

@@ -54,6 +54,9 @@ class WorkerConfig:
     ignore_self_mentions: bool = False
     log_level: int = logging.INFO
     nice: int = 0
+    # "numpy": thinc's NumpyOps without BLIS, so the matrix products go through numpy's
+    # OpenBLAS (measured 1.33x faster NER, same entities); "blis": spaCy's default ops.
+    ops: str = "blis"
     # The service's main process: a worker exits when it does, however it ended.
     parent_pid: int | None = None
 
@@ -75,6 +78,19 @@ class BatchResult:
 _nlp: Any = None
 _config: WorkerConfig | None = None
 _crash_marker: str | None = None
+
+
+def use_ops(ops: str) -> None:
+    """Make `ops` ("numpy" or "blis") thinc's current ops; call before loading the model."""
+    if ops not in OPS:
+        raise ValueError(f"unknown NLP ops {ops!r}: use one of {', '.join(OPS)}")
+    from thinc.api import NumpyOps, set_current_ops
+
+    set_current_ops(NumpyOps(use_blis=ops == "blis"))
+
+
+# What ENTITYFLOW_NLP_OPS accepts; the first is the default.
+OPS = ("numpy", "blis")
 
 
 def load(model: str, pipeline: str) -> Any:
@@ -112,6 +128,7 @@ def init_worker(config: WorkerConfig, log_queue: Queue[Any] | None) -> None:
             "workers keep the service's priority: %s", error.strerror
         )
     started = time.perf_counter()
+    use_ops(config.ops)
     _nlp = load(config.model, config.pipeline)
     logging.getLogger("entityflow.nlp").debug(
         "worker %d loaded %s (%s) in %.1fs",

@@ -21,6 +21,7 @@ from entityflow.config import Settings
 from entityflow.logs import LogRelay
 from entityflow.metrics import Metrics
 from entityflow.models import PostRecord, ProcessedPost
+from entityflow.nlpcache import ResultCache
 from entityflow.stores.base import Store
 from entityflow.writer import Writer
 
@@ -73,6 +74,7 @@ class WorkerPool:
             labels=settings.labels,
             ignore_self_mentions=settings.ignore_self_mentions,
             nice=settings.worker_nice,
+            ops=settings.nlp_ops,
             log_level=logging.getLevelName(settings.log_level),
             parent_pid=os.getpid(),
         )
@@ -187,6 +189,7 @@ class Pipeline:
             on_done=self._written,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self.cache = ResultCache(settings, store, metrics) if settings.nlp_cache else None
 
     @property
     def depth(self) -> int:
@@ -297,6 +300,8 @@ class Pipeline:
         for task in list(self._batches):
             task.cancel()
         await asyncio.gather(*self._tasks[1:], *self._batches, return_exceptions=True)
+        if self.cache is not None:
+            await self.cache.close()
         await self.writer.close()
         if self._tasks:
             writer_task = self._tasks[0]
@@ -328,7 +333,11 @@ class Pipeline:
                 self._metrics.queue_wait.observe(now - item.enqueued_at)
             self._metrics.in_flight.inc()
             try:
-                processed = await self._extract([item.post for item in batch])
+                posts = [item.post for item in batch]
+                if self.cache is not None:
+                    processed = await self.cache.run(posts, self._extract)
+                else:
+                    processed = await self._extract(posts)
             finally:
                 self._metrics.in_flight.dec()
             self._metrics.processed.inc(len(processed))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from entityflow.models import (
     DailyCount,
+    EntityCount,
     EntityQuery,
     EntityTotal,
     ProcessedPost,
@@ -22,6 +23,7 @@ class MemoryStore:
         self.posts: dict[str, StoredPost] = {}
         self.counts = Increments()
         self.writes = 0
+        self.nlp_cache: dict[str, tuple[EntityCount, ...]] = {}
 
     @property
     def description(self) -> str:
@@ -98,6 +100,13 @@ class MemoryStore:
             and not (query.until and day > query.until)
         ]
         return sorted(rows, key=lambda row: (row.publication, row.date))
+
+    async def cached_results(self, keys: Collection[str]) -> dict[str, tuple[EntityCount, ...]]:
+        return {key: self.nlp_cache[key] for key in keys if key in self.nlp_cache}
+
+    async def cache_results(self, results: Mapping[str, tuple[EntityCount, ...]]) -> None:
+        for key, entities in results.items():
+            self.nlp_cache.setdefault(key, entities)
 
     def _text(self, label: str, key: str) -> str:
         forms = {

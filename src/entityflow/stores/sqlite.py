@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +24,7 @@ from entityflow.models import (
     TimelineQuery,
     WriteResult,
 )
+from entityflow.stores import sqlite_rollups
 from entityflow.stores.aggregate import Increments, pick_display_text
 from entityflow.stores.base import StoreError
 
@@ -65,6 +66,7 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (label, key, text)
     ) WITHOUT ROWID;
     """,
+    sqlite_rollups.MIGRATION,
 )
 
 _ADD_COUNTS = (
@@ -161,6 +163,35 @@ class SQLiteStore:
 
         return await self._on(self._readers, run)
 
+    async def cached_results(self, keys: Collection[str]) -> dict[str, tuple[EntityCount, ...]]:
+        wanted = list(keys)
+
+        def query(db: sqlite3.Connection) -> dict[str, tuple[EntityCount, ...]]:
+            found = {}
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(
+                    f"SELECT key, entities FROM nlp_cache WHERE key IN ({marks})", chunk
+                )
+                for key, blob in rows:
+                    found[key] = tuple(EntityCount(*item) for item in orjson.loads(blob))
+            return found
+
+        return await self._on(self._readers, query)
+
+    async def cache_results(self, results: Mapping[str, tuple[EntityCount, ...]]) -> None:
+        rows = [
+            (key, orjson.dumps([(e.label, e.key, e.text, e.count) for e in entities]))
+            for key, entities in results.items()
+        ]
+
+        def write(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.executemany("INSERT OR IGNORE INTO nlp_cache VALUES (?, ?)", rows)
+
+        await self._on(self._writer, write)
+
     # The rest runs on the store's threads.
 
     def _connection(self) -> sqlite3.Connection:
@@ -251,24 +282,11 @@ class SQLiteStore:
                 " last_date = max(last_date, excluded.last_date)",
                 [(name, *summary) for name, summary in added.publications.items()],
             )
+            sqlite_rollups.write_rollups(db, added)
         return WriteResult(stored=tuple(stored), duplicates=tuple(duplicates))
 
     def _top_entities(self, db: sqlite3.Connection, query: EntityQuery) -> list[EntityTotal]:
-        where: list[str] = []
-        params: list[Any] = []
-        if query.labels:
-            where.append(f"label IN ({','.join('?' * len(query.labels))})")
-            params.extend(query.labels)
-        _add_filters(where, params, query.publications, query.since, query.until)
-        table = "daily" if query.since or query.until else "totals"
-        other = "mentions" if query.sort == "posts" else "posts"
-        sql = (
-            f"SELECT label, key, SUM(posts) AS posts, SUM(mentions) AS mentions FROM {table}"
-            + (f" WHERE {' AND '.join(where)}" if where else "")
-            + f" GROUP BY label, key ORDER BY {query.sort} DESC, {other} DESC, label, key"
-            " LIMIT ?"
-        )
-        rows = db.execute(sql, [*params, query.limit]).fetchall()
+        rows = sqlite_rollups.top_rows(db, query)
         texts = self._display_texts(db, [(label, key) for label, key, _, _ in rows])
         return [
             EntityTotal(label=label, key=key, text=texts[label, key], posts=p, mentions=m)
