@@ -132,7 +132,7 @@ async def test_a_store_from_before_the_rollups_gets_them_built(tmp_path: Path) -
     await old.close()
     # Back to schema version 1, as a store written before the roll-ups is.
     with sqlite3.connect(path) as db:
-        for table in ("monthly", "entity_totals", "nlp_cache"):
+        for table in ("monthly", "monthly_all", "entity_totals", "nlp_cache"):
             db.execute(f"DROP TABLE {table}")
         db.execute("DROP INDEX totals_by_posts")
         db.execute("DROP INDEX totals_by_mentions")

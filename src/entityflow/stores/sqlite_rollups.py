@@ -9,11 +9,15 @@ daily rows, avoid that:
 - `entity_totals`: per entity over every publication, and indexes on both of them ranked by
   posts and by mentions.
 
-The top of a list is then found without aggregating every entity (the threshold algorithm):
-candidates are taken in order of an upper bound that an index gives already sorted — the
-entity's all-time total, for the chosen publication or for all of them, which no date range
-or subset of publications can exceed — and their exact counts for the query are summed,
-until the N-th best exact count is larger than the next candidate's bound. No entity further
+- `monthly_all`: per entity and month over every publication.
+
+Each is indexed by publication/month and then by posts and by mentions, so "the entities
+of month M, largest first" is an index walk. The top of a list is then found without
+aggregating every entity, by Fagin's threshold algorithm: the ranked lists of the months the
+range touches (or the all-time totals) are read in step; an entity's counts in them sum to
+an upper bound of its count for the query, whatever the days and publications asked; each
+entity met gets its exact count (whole months from the roll-ups, edge days from `daily`),
+until the N-th best exact count is above the sum of the last values read. No entity further
 down can then enter the list, and the answer is the one a full aggregate gives, ties included.
 """
 
@@ -33,6 +37,17 @@ CREATE TABLE monthly (
     posts INTEGER NOT NULL, mentions INTEGER NOT NULL,
     PRIMARY KEY (label, key, publication, month)
 ) WITHOUT ROWID;
+CREATE INDEX monthly_by_posts
+    ON monthly (publication, month, posts DESC, mentions DESC, label, key);
+CREATE INDEX monthly_by_mentions
+    ON monthly (publication, month, mentions DESC, posts DESC, label, key);
+CREATE TABLE monthly_all (
+    label TEXT NOT NULL, key TEXT NOT NULL, month TEXT NOT NULL,
+    posts INTEGER NOT NULL, mentions INTEGER NOT NULL,
+    PRIMARY KEY (label, key, month)
+) WITHOUT ROWID;
+CREATE INDEX monthly_all_by_posts ON monthly_all (month, posts DESC, mentions DESC, label, key);
+CREATE INDEX monthly_all_by_mentions ON monthly_all (month, mentions DESC, posts DESC, label, key);
 CREATE TABLE entity_totals (
     label TEXT NOT NULL, key TEXT NOT NULL, posts INTEGER NOT NULL, mentions INTEGER NOT NULL,
     PRIMARY KEY (label, key)
@@ -44,6 +59,8 @@ CREATE INDEX totals_by_mentions ON totals (publication, mentions DESC, posts DES
 INSERT INTO monthly
     SELECT label, key, publication, substr(date, 1, 7), SUM(posts), SUM(mentions)
     FROM daily GROUP BY label, key, publication, substr(date, 1, 7);
+INSERT INTO monthly_all
+    SELECT label, key, month, SUM(posts), SUM(mentions) FROM monthly GROUP BY label, key, month;
 INSERT INTO entity_totals
     SELECT label, key, SUM(posts), SUM(mentions) FROM totals GROUP BY label, key;
 -- NER results by content key (entityflow.nlpcache): a repeated text is not read again.
@@ -66,6 +83,11 @@ def write_rollups(db: sqlite3.Connection, added: Increments) -> None:
         month = monthly.setdefault((label, key, publication, day[:7]), [0, 0])
         month[0] += posts
         month[1] += mentions
+    across: dict[tuple[str, str, str], list[int]] = {}
+    for (label, key, _, month), (posts, mentions) in monthly.items():
+        total = across.setdefault((label, key, month), [0, 0])
+        total[0] += posts
+        total[1] += mentions
     overall: dict[Entity, list[int]] = {}
     for (_, label, key), (posts, mentions) in added.totals.items():
         total = overall.setdefault((label, key), [0, 0])
@@ -76,6 +98,10 @@ def write_rollups(db: sqlite3.Connection, added: Increments) -> None:
         [(*key, posts, mentions) for key, (posts, mentions) in monthly.items()],
     )
     db.executemany(
+        "INSERT INTO monthly_all VALUES (?, ?, ?, ?, ?)" + _ADD_COUNTS,
+        [(*key, posts, mentions) for key, (posts, mentions) in across.items()],
+    )
+    db.executemany(
         "INSERT INTO entity_totals VALUES (?, ?, ?, ?)" + _ADD_COUNTS,
         [(*key, posts, mentions) for key, (posts, mentions) in overall.items()],
     )
@@ -84,26 +110,49 @@ def write_rollups(db: sqlite3.Connection, added: Increments) -> None:
 def top_rows(db: sqlite3.Connection, query: EntityQuery) -> list[Row]:
     """(label, key, posts, mentions) of the query's top entities, in the API's order."""
     pubs = tuple(dict.fromkeys(query.publications))
-    bounds = _bounds(db, query, pubs)
-    direct = not query.since and not query.until and len(pubs) <= 1
-    if direct:  # the bound is the exact count, already in the answer's order
-        rows: list[Row] = []
-        for row in bounds:
-            rows.append(row)
-            if len(rows) == query.limit:
-                break
-        return rows
+    ranged = bool(query.since or query.until)
+    if not ranged and len(pubs) <= 1:
+        # The ranked totals are the exact answer, already in the answer's order.
+        return list(_ranked_list(db, query, pubs, None, query.limit))
+    months = _months(db, query) if ranged else [None]
+    lists = [_ranked_list(db, query, pubs, month, None) for month in months]
+    return _threshold(db, query, pubs, lists)
+
+
+def _threshold(
+    db: sqlite3.Connection, query: EntityQuery, pubs: Sequence[str], lists: list[Iterator[Row]]
+) -> list[Row]:
+    """Fagin's threshold algorithm over lists whose sum bounds each entity's exact count.
+
+    The lists are read in step; every entity met gets its exact count for the query. An
+    entity not met yet can reach at most the sum of the values last read from each list,
+    so once the N-th best exact count is above that sum, the answer is complete.
+    """
+    seen: set[Entity] = set()
     best: list[Row] = []
-    size = max(32, query.limit * 2)
-    while True:
-        chunk = [row for _, row in zip(range(size), bounds, strict=False)]
-        if not chunk:
+    last = [0] * len(lists)
+    live = list(range(len(lists)))
+    step = max(16, query.limit)
+    while live:
+        new: list[Entity] = []
+        for index in list(live):
+            rows = [row for _, row in zip(range(step), lists[index], strict=False)]
+            if len(rows) < step:
+                live.remove(index)
+                last[index] = 0
+            if rows:
+                if index in live:
+                    last[index] = _measure(rows[-1], query)
+                for label, key, _, _ in rows:
+                    if (label, key) not in seen:
+                        seen.add((label, key))
+                        new.append((label, key))
+        for start in range(0, len(new), 400):
+            exact = _exact(db, new[start : start + 400], pubs, query)
+            best = _ranked([*best, *exact], query.sort)[: query.limit]
+        if len(best) == query.limit and _measure(best[-1], query) > sum(last):
             break
-        exact = _exact(db, [(label, key) for label, key, _, _ in chunk], pubs, query)
-        best = _ranked([*best, *exact], query.sort)[: query.limit]
-        if len(best) == query.limit and _measure(chunk[-1], query) < _measure(best[-1], query):
-            break
-        size = min(size * 2, 400)
+        step = min(step * 2, 512)
     return best
 
 
@@ -117,25 +166,50 @@ def _ranked(rows: list[Row], sort: str) -> list[Row]:
     return sorted(rows, key=lambda r: (-r[3], -r[2], r[0], r[1]))
 
 
-def _bounds(db: sqlite3.Connection, query: EntityQuery, pubs: Sequence[str]) -> Iterator[Row]:
-    """Entities with an upper bound of their counts, by that bound, largest first."""
+def _months(db: sqlite3.Connection, query: EntityQuery) -> list[str]:
+    """Every month holding a day of the query's range that has counts."""
+    start = (query.since or "0000-00")[:7]
+    end = (query.until or "9999-99")[:7]
+    rows = db.execute(
+        "SELECT DISTINCT month FROM monthly_all WHERE month BETWEEN ? AND ? ORDER BY month",
+        (start, end),
+    )
+    return [month for (month,) in rows]
+
+
+def _ranked_list(
+    db: sqlite3.Connection,
+    query: EntityQuery,
+    pubs: Sequence[str],
+    month: str | None,
+    limit: int | None,
+) -> Iterator[Row]:
+    """Entities by an upper bound of their count for the query (largest first): their
+    count in `month` (or all time), for the one publication asked or for all of them."""
     other = "mentions" if query.sort == "posts" else "posts"
-    order = f"ORDER BY {query.sort} DESC, {other} DESC, label, key"
     where: list[str] = []
     params: list[Any] = []
-    if len(pubs) == 1:
-        table = f"totals INDEXED BY totals_by_{query.sort}"
-        where.append("publication = ?")
-        params.append(pubs[0])
+    one = len(pubs) == 1
+    if month is None:
+        table = "totals" if one else "entity_totals"
     else:
-        table = f"entity_totals INDEXED BY entity_totals_by_{query.sort}"
+        table = "monthly" if one else "monthly_all"
+        where.append("month = ?")
+        params.append(month)
+    if one:
+        where.insert(0, "publication = ?")
+        params.insert(0, pubs[0])
+    index = f"{table}_by_{query.sort}"
     if query.labels:
         where.append(f"label IN ({','.join('?' * len(query.labels))})")
         params.extend(query.labels)
-    sql = f"SELECT label, key, posts, mentions FROM {table}"
+    sql = f"SELECT label, key, posts, mentions FROM {table} INDEXED BY {index}"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    cursor = db.execute(f"{sql} {order}", params)
+    sql += f" ORDER BY {query.sort} DESC, {other} DESC, label, key"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    cursor = db.execute(sql, params)
     while batch := cursor.fetchmany(256):
         yield from batch
 
@@ -147,22 +221,27 @@ def _exact(
     values = ",".join("(?, ?)" for _ in entities)
     flat = [part for entity in entities for part in entity]
     pub_filter = f" AND t.publication IN ({','.join('?' * len(pubs))})" if pubs else ""
-    parts: list[tuple[str, str, list[Any]]] = []
+    parts: list[tuple[str, str, str, list[Any]]] = []
     if not query.since and not query.until:
-        parts.append(("totals", "", []))
+        parts.append(("totals", pub_filter, "", []))
     else:
         months, edges = _split(query.since, query.until)
         if months:
-            parts.append(("monthly", " AND t.month BETWEEN ? AND ?", list(months)))
-        parts.extend(("daily", " AND t.date BETWEEN ? AND ?", list(edge)) for edge in edges)
+            table, filter_ = ("monthly", pub_filter) if pubs else ("monthly_all", "")
+            parts.append((table, filter_, " AND t.month BETWEEN ? AND ?", list(months)))
+        parts.extend(
+            ("daily", pub_filter, " AND t.date BETWEEN ? AND ?", list(edge)) for edge in edges
+        )
     sums: dict[Entity, list[int]] = {}
-    for table, condition, extra in parts:
+    for table, filter_, condition, extra in parts:
+        # CROSS JOIN keeps the candidates as the outer loop: SQLite would otherwise scan
+        # the table by date and probe the candidates.
         rows = db.execute(
             f"WITH c(label, key) AS (VALUES {values})"
-            f" SELECT t.label, t.key, SUM(t.posts), SUM(t.mentions) FROM c JOIN {table} t"
-            f" ON t.label = c.label AND t.key = c.key{pub_filter}{condition}"
+            f" SELECT t.label, t.key, SUM(t.posts), SUM(t.mentions) FROM c CROSS JOIN {table} t"
+            f" ON t.label = c.label AND t.key = c.key{filter_}{condition}"
             " GROUP BY t.label, t.key",
-            [*flat, *pubs, *extra],
+            [*flat, *(pubs if filter_ else ()), *extra],
         )
         for label, key, posts, mentions in rows:
             total = sums.setdefault((label, key), [0, 0])
