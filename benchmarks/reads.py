@@ -79,13 +79,28 @@ async def build(count: int) -> tuple[Path, dict[str, Any]]:
     if path.exists() and info_path.exists():
         return path, {**json.loads(info_path.read_text()), "cached": True}
     CACHE.mkdir(parents=True, exist_ok=True)
-    for stale in (path, path.with_suffix(".db-wal"), path.with_suffix(".db-shm")):
-        stale.unlink(missing_ok=True)
     store = SQLiteStore(path)
     await store.open()
+    # Resumable: a build cut off keeps its whole batches; the generator is deterministic.
+    with sqlite3.connect(path) as db:
+        done = db.execute("SELECT COUNT(*) FROM posts").fetchone()[0]
+    db.close()
+    partial_path = path.with_suffix(".partial")
+    previous = json.loads(partial_path.read_text()) if done and partial_path.exists() else {}
     started, cpu = time.perf_counter(), time.process_time()
-    for batch in posts(count):
+    for number, batch in enumerate(posts(count)):
+        if (number + 1) * 500 <= done:
+            continue
         await store.write(batch)
+        if number % 20 == 0:
+            partial = {
+                "seconds": previous.get("seconds", 0) + time.perf_counter() - started,
+                "cpu": previous.get("cpu", 0) + time.process_time() - cpu,
+            }
+            path.with_suffix(".partial").write_text(json.dumps(partial))
+            print(f"reads: built {(number + 1) * 500} of {count}", file=sys.stderr)
+    started -= previous.get("seconds", 0)
+    cpu -= previous.get("cpu", 0)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     await store.close()
     with sqlite3.connect(path) as db:

@@ -103,13 +103,17 @@ class ResultCache:
         waiting = {k: self._running[k] for k in keys if k not in found and k in self._running}
         wanted = [k for k in dict.fromkeys(keys) if k not in found and k not in waiting]
         found.update(await self._from_store(wanted))
-        # One post per missing key goes to NER; the others wait for it.
+        # One post per missing key goes to NER; the others wait for it. No await from here
+        # to the claim: another batch may have claimed a key during the store lookup.
         first: dict[str, PostRecord] = {}
         for key, post in zip(keys, posts, strict=True):
-            if key not in found and key not in waiting:
-                first.setdefault(key, post)
-        for key in first:
-            self._running[key] = asyncio.get_running_loop().create_future()
+            if key in found or key in waiting or key in first:
+                continue
+            if key in self._running:
+                waiting[key] = self._running[key]
+            else:
+                first[key] = post
+                self._running[key] = asyncio.get_running_loop().create_future()
         done: list[ProcessedPost] = []
         try:
             if first:

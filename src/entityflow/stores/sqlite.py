@@ -205,6 +205,11 @@ class SQLiteStore:
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.execute("PRAGMA busy_timeout = 10000")
+            # SQLite's default page cache is 2 MiB: a store of millions of count rows then
+            # reads most B-tree pages through a system call each. 32 MiB per connection, and
+            # reads through a memory map of the file (the OS page cache, shared).
+            connection.execute("PRAGMA cache_size = -32768")
+            connection.execute("PRAGMA mmap_size = 1073741824")
             self._local.connection = connection
             with self._lock:
                 self._connections.append(connection)
