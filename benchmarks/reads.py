@@ -233,7 +233,8 @@ def markdown(result: dict[str, Any]) -> str:
     for size in sizes:
         info = result[size]["store"]
         lines.append(
-            f"- store of {int(size):,} posts: {info['mib']:.0f} MiB, rows {info['rows']}; built through "
+            f"- store of {int(size):,} posts: {info['mib']:.0f} MiB, rows {info['rows']}; "
+            "built through "
             f"`write` in {info['build_seconds']:.0f} s ({info['build_cpu_seconds']:.0f} s CPU)"
             + (" (cached from an earlier run)" if info.get("cached") else "")
         )

@@ -72,6 +72,9 @@ _ADD_COUNTS = (
     " posts = posts + excluded.posts, mentions = mentions + excluded.mentions"
 )
 
+# Ranges over at most this many months are bounded month by month (see top_rows).
+SHORT_RANGE_MONTHS = 3
+
 Entity = tuple[str, str]
 Row = tuple[str, str, int, int]
 
@@ -80,9 +83,9 @@ def write_rollups(db: sqlite3.Connection, added: Increments) -> None:
     """Add a write's increments to the roll-ups (inside the write's transaction)."""
     monthly: dict[tuple[str, str, str, str], list[int]] = {}
     for (publication, label, key, day), (posts, mentions) in added.daily.items():
-        month = monthly.setdefault((label, key, publication, day[:7]), [0, 0])
-        month[0] += posts
-        month[1] += mentions
+        sums = monthly.setdefault((label, key, publication, day[:7]), [0, 0])
+        sums[0] += posts
+        sums[1] += mentions
     across: dict[tuple[str, str, str], list[int]] = {}
     for (label, key, _, month), (posts, mentions) in monthly.items():
         total = across.setdefault((label, key, month), [0, 0])
@@ -114,13 +117,22 @@ def top_rows(db: sqlite3.Connection, query: EntityQuery) -> list[Row]:
     if not ranged and len(pubs) <= 1:
         # The ranked totals are the exact answer, already in the answer's order.
         return list(_ranked_list(db, query, pubs, None, query.limit))
-    months = _months(db, query) if ranged else [None]
+    # Bounds: for a short range, the entity's counts in each month it touches; for a long
+    # one, its all-time total (one list, and close to the range's counts).
+    months: list[str | None] = list(_months(db, query)) if ranged else [None]
+    if len(months) > SHORT_RANGE_MONTHS:
+        months = [None]
     lists = [_ranked_list(db, query, pubs, month, None) for month in months]
-    return _threshold(db, query, pubs, lists)
+    # Named publications let the (label, key, publication, date) index seek the dates.
+    every = pubs or tuple(row[0] for row in db.execute("SELECT name FROM publications"))
+    return _threshold(db, query, (pubs, every), lists)
 
 
 def _threshold(
-    db: sqlite3.Connection, query: EntityQuery, pubs: Sequence[str], lists: list[Iterator[Row]]
+    db: sqlite3.Connection,
+    query: EntityQuery,
+    pubs: tuple[Sequence[str], Sequence[str]],
+    lists: list[Iterator[Row]],
 ) -> list[Row]:
     """Fagin's threshold algorithm over lists whose sum bounds each entity's exact count.
 
@@ -215,19 +227,26 @@ def _ranked_list(
 
 
 def _exact(
-    db: sqlite3.Connection, entities: list[Entity], pubs: Sequence[str], query: EntityQuery
+    db: sqlite3.Connection,
+    entities: list[Entity],
+    publications: tuple[Sequence[str], Sequence[str]],
+    query: EntityQuery,
 ) -> list[Row]:
-    """The exact (posts, mentions) of each entity under the query's publications and dates."""
+    """The exact (posts, mentions) of each entity under the query's publications and dates.
+
+    `publications`: those asked (none: all) and every one of them, named.
+    """
+    asked, pubs = publications
     values = ",".join("(?, ?)" for _ in entities)
     flat = [part for entity in entities for part in entity]
     pub_filter = f" AND t.publication IN ({','.join('?' * len(pubs))})" if pubs else ""
     parts: list[tuple[str, str, str, list[Any]]] = []
     if not query.since and not query.until:
-        parts.append(("totals", pub_filter, "", []))
+        parts.append(("totals", pub_filter, "", []) if asked else ("entity_totals", "", "", []))
     else:
         months, edges = _split(query.since, query.until)
         if months:
-            table, filter_ = ("monthly", pub_filter) if pubs else ("monthly_all", "")
+            table, filter_ = ("monthly", pub_filter) if asked else ("monthly_all", "")
             parts.append((table, filter_, " AND t.month BETWEEN ? AND ?", list(months)))
         parts.extend(
             ("daily", pub_filter, " AND t.date BETWEEN ? AND ?", list(edge)) for edge in edges
