@@ -12,10 +12,11 @@ import asyncio
 import calendar
 import hashlib
 import random
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any, TypeVar
 
+import orjson
 from google.api_core import exceptions as google_errors
 from google.auth.exceptions import GoogleAuthError
 from google.cloud import firestore
@@ -60,6 +61,7 @@ TRANSIENT = (
 )
 
 POSTS, COUNTS, FORMS, PUBLICATIONS = "posts", "counts", "forms", "publications"
+NLP_CACHE = "nlp_cache"
 
 OnCommit = Callable[[list[str]], None]
 
@@ -169,6 +171,28 @@ class FirestoreStore:
             EntityCount(e["label"], e["key"], e["text"], int(e["count"])) for e in data["entities"]
         )
         return StoredPost(data["id"], data["publication"], data["date"], entities)
+
+    async def cached_results(self, keys: Collection[str]) -> dict[str, tuple[EntityCount, ...]]:
+        """NER results by content key (entityflow.nlpcache), one document each."""
+        refs = [self._db.collection(NLP_CACHE).document(key) for key in keys]
+        chunks = await asyncio.gather(
+            *(self._get_all(refs[i : i + GET_CHUNK]) for i in range(0, len(refs), GET_CHUNK))
+        )
+        return {
+            s.id: tuple(EntityCount(*item) for item in orjson.loads(s.get("entities")))
+            for chunk in chunks
+            for s in chunk
+            if s.exists
+        }
+
+    async def cache_results(self, results: Mapping[str, tuple[EntityCount, ...]]) -> None:
+        items = list(results.items())
+        for start in range(0, len(items), MAX_WRITES_PER_COMMIT):
+            batch = self._db.batch()
+            for key, entities in items[start : start + MAX_WRITES_PER_COMMIT]:
+                blob = orjson.dumps([(e.label, e.key, e.text, e.count) for e in entities])
+                batch.set(self._db.collection(NLP_CACHE).document(key), {"entities": blob})
+            await self._call(batch.commit(timeout=self._timeout))
 
     async def publications(self) -> list[PublicationSummary]:
         snapshots = await self._stream(self._db.collection(PUBLICATIONS))
