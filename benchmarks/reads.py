@@ -233,6 +233,28 @@ def run(sizes: list[int], compare: bool = True) -> dict[str, Any]:
     return result
 
 
+def run_existing(path: Path, compare: bool = True) -> dict[str, Any]:
+    """Measure a store already on disk (a build cut off part-way, say), as it is."""
+    with sqlite3.connect(path) as db:
+        count = db.execute("SELECT COUNT(*) FROM posts").fetchone()[0]
+        rows = {
+            table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            for table in ("daily", "monthly", "totals", "entity_totals")
+        }
+    db.close()
+    partial = path.with_suffix(".partial")
+    spent = json.loads(partial.read_text()) if partial.exists() else {}
+    info = {
+        "posts": count,
+        "build_seconds": spent.get("seconds", 0.0),
+        "build_cpu_seconds": spent.get("cpu", 0.0),
+        "rows": rows,
+        "mib": path.stat().st_size / 2**20,
+        "cached": True,
+    }
+    return {str(count): {"store": info, "queries": asyncio.run(measure(path, compare))}}
+
+
 def markdown(result: dict[str, Any]) -> str:
     sizes = list(result)
     lines = []
@@ -274,8 +296,14 @@ def main() -> None:
     parser.add_argument("--sizes", default="30000,300000")
     parser.add_argument("--no-compare", action="store_true", help="skip the before/identity check")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--store", type=Path, action="append", help="measure this store as is")
     args = parser.parse_args()
-    result = run([int(s) for s in args.sizes.split(",")], compare=not args.no_compare)
+    if args.store:
+        result = {}
+        for path in args.store:
+            result.update(run_existing(path, compare=not args.no_compare))
+    else:
+        result = run([int(s) for s in args.sizes.split(",")], compare=not args.no_compare)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     print(markdown(result))
