@@ -14,6 +14,8 @@ import click
 from pydantic import ValidationError
 
 from entityflow.config import Settings, ensure_api_key, load_settings
+from entityflow.models import MAX_BATCH
+from entityflow.queries import MAX_ROWS, problems
 
 T = TypeVar("T")
 
@@ -33,10 +35,9 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except ValidationError as error:
-        for problem in error.errors(include_url=False):
-            name = ".".join(str(part) for part in problem["loc"])
-            message = f"setting {name} (ENTITYFLOW_{name.upper()}): {problem['msg']}"
-            raise click.UsageError(message) from None
+        name, why = problems(error)[0]
+        message = f"setting {name} (ENTITYFLOW_{name.upper()}): {why}"
+        raise click.UsageError(message) from None
     except ValueError as error:
         raise click.UsageError(str(error)) from None
 
@@ -76,9 +77,11 @@ def serve(**flags: Any) -> None:
         click.echo(f"Created an API key (kept in {key_file}):\n  {created}", err=True)
     elif key_file.exists() and not os.environ.get("ENTITYFLOW_API_KEYS"):
         click.echo(f"Using the API key kept in {key_file}", err=True)
+    from entityflow.errors import StartupError
+
     try:
         status = run_async(run_server(settings))
-    except OSError as error:
+    except (OSError, StartupError) as error:
         click.echo(f"entityflow: cannot start: {error}", err=True)
         sys.exit(1)
     sys.exit(status)
@@ -89,7 +92,7 @@ def serve(**flags: Any) -> None:
 @click.option("--label", "labels", multiple=True, help="PERSON, ORG, GPE, … Repeat for several.")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First date, inclusive.")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last date, inclusive.")
-@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(1, MAX_ROWS), default=20, show_default=True)
 @click.option(
     "--sort", type=click.Choice(["posts", "mentions"]), default="posts", show_default=True
 )
@@ -107,7 +110,7 @@ def top(
     """Top entities as a table, read straight from the store."""
     from entityflow.models import EntityQuery
     from entityflow.report import top_table
-    from entityflow.stores.base import StoreError
+    from entityflow.stores import StoreError
 
     settings = settings_from(**flags)
     query = EntityQuery(
@@ -136,9 +139,8 @@ def check(**flags: Any) -> None:
         settings: Settings | None = load_settings(**flags)
         lines = [("settings", True, "ok")]
     except ValidationError as error:
-        first = error.errors(include_url=False)[0]
-        name = ".".join(str(part) for part in first["loc"])
-        settings, lines = None, [("settings", False, f"ENTITYFLOW_{name.upper()}: {first['msg']}")]
+        name, why = problems(error)[0]
+        settings, lines = None, [("settings", False, f"ENTITYFLOW_{name.upper()}: {why}")]
     if settings is not None:
         lines.extend(run_async(run_checks(settings)))
     for part, ok, detail in lines:
@@ -147,11 +149,12 @@ def check(**flags: Any) -> None:
 
 
 @main.command()
-@click.argument("dataset", type=click.Path(path_type=Path, readable=False))
+@click.argument("dataset", metavar="SOURCE")
 @click.option("--url", envvar="ENTITYFLOW_URL", help="The service [http://HOST:PORT of serve].")
 @click.option("--api-key", envvar="ENTITYFLOW_API_KEY", help="[the key serve keeps].")
-@click.option("--batch-size", envvar="ENTITYFLOW_REPLAY_BATCH_SIZE", type=click.IntRange(1, 1000),
-              default=100, show_default=True, help="Posts per request.")  # fmt: skip
+@click.option("--batch-size", envvar="ENTITYFLOW_REPLAY_BATCH_SIZE",
+              type=click.IntRange(1, MAX_BATCH), default=100, show_default=True,
+              help="Posts per request.")  # fmt: skip
 @click.option("--concurrency", envvar="ENTITYFLOW_REPLAY_CONCURRENCY",
               type=click.IntRange(1, 64), default=4, show_default=True,
               help="Requests in flight.")  # fmt: skip
@@ -164,6 +167,8 @@ def check(**flags: Any) -> None:
 @click.option("--column", "columns", envvar="ENTITYFLOW_REPLAY_COLUMNS", multiple=True,
               metavar="FIELD=HEADER", help="Read FIELD (id, title, publication, author, date, "
               "url, content) from column HEADER. Repeat for several.")  # fmt: skip
+@click.option("--member", envvar="ENTITYFLOW_REPLAY_MEMBER",
+              help="The CSV to read in a zip holding several.")  # fmt: skip
 @click.option("--publication", envvar="ENTITYFLOW_REPLAY_PUBLICATION",
               help="Publication of every row (for a file without that column).")  # fmt: skip
 @click.option("--strict", envvar="ENTITYFLOW_REPLAY_STRICT", is_flag=True,
@@ -178,7 +183,7 @@ def check(**flags: Any) -> None:
 @click.option("--json", "as_json", envvar="ENTITYFLOW_REPLAY_JSON", is_flag=True,
               help="Print the summary as JSON.")  # fmt: skip
 def replay(
-    dataset: Path,
+    dataset: str,
     url: str | None,
     api_key: str | None,
     columns: tuple[str, ...],
@@ -188,8 +193,13 @@ def replay(
 ) -> None:
     """Stream a CSV of posts into a running service ("All the News" columns as they are).
 
+    SOURCE is a file, - (stdin), gs://BUCKET/OBJECT or an http(s):// URL; plain, gzip, bzip2,
+    xz or zstd (told by content, not name), or a zip holding one CSV (else --member).
+
     Exit status: 0 every valid row accepted, 1 posts not delivered, 2 bad arguments or an
-    unreadable file, 3 API key refused, 4 service unreachable, 5 a bad row with --strict.
+    unreadable source, 3 API key refused, 4 service unreachable, 5 a bad row with --strict,
+    6 the source broke off part way, 130 stopped by SIGINT or SIGTERM. When it fails, the
+    summary says after which row it stopped: --skip that many rows to resume.
     """
     import json
 
@@ -200,13 +210,14 @@ def replay(
         summary = run_async(
             client.replay(
                 client.ReplayOptions(
-                    path=dataset,
+                    source=dataset,
                     url=url or client.default_url(settings),
                     api_key=api_key or client.find_api_key(settings),
                     columns=client.parse_columns(columns),
                     max_body_bytes=settings.max_body_bytes,
                     max_content_chars=settings.max_content_chars,
                     progress=not quiet and sys.stderr.isatty(),
+                    handle_signals=True,
                     **options,
                 )
             )
