@@ -242,8 +242,11 @@ def run_existing(path: Path, compare: bool = True) -> dict[str, Any]:
             for table in ("daily", "monthly", "totals", "entity_totals")
         }
     db.close()
-    partial = path.with_suffix(".partial")
+    partial, done = path.with_suffix(".partial"), path.with_suffix(".json")
     spent = json.loads(partial.read_text()) if partial.exists() else {}
+    if done.exists():
+        built = json.loads(done.read_text())
+        spent = {"seconds": built["build_seconds"], "cpu": built["build_cpu_seconds"]}
     info = {
         "posts": count,
         "build_seconds": spent.get("seconds", 0.0),
