@@ -8,8 +8,9 @@ from pathlib import Path
 
 from entityflow.dataset import Article
 from entityflow.metrics import Metrics
-from entityflow.models import PostRecord
+from entityflow.models import PostRecord, ProcessedPost
 from entityflow.nlpcache import ResultCache, fingerprint
+from entityflow.stores.memory import MemoryStore
 from entityflow.stores.sqlite import SQLiteStore
 from tests.conftest import Service, ServiceFactory, make_settings
 from tests.oracle import Expected
@@ -82,3 +83,25 @@ def test_the_key_holds_everything_that_decides_the_entities(tmp_path: Path) -> N
     # Self-mentions depend on the publication: then only the same publication shares.
     own = ResultCache(make_settings(tmp_path, ignore_self_mentions=True), None, Metrics())
     assert own.key(record) != own.key(copy)
+
+
+async def test_a_post_set_aside_is_not_run_again(tmp_path: Path) -> None:
+    """A post whose NER run set it aside (it kills workers) is not run a second time by the
+    cache; a copy of it runs on its own, as it would without the cache."""
+    calls: list[list[str]] = []
+
+    async def extract(posts: list[PostRecord]) -> list[ProcessedPost]:
+        calls.append([post.id for post in posts])
+        return [ProcessedPost(post) for post in posts if post.content != "poison"]
+
+    def record(post_id: str, content: str) -> PostRecord:
+        return PostRecord(id=post_id, publication="P", content=content, date="2017-01-01")
+
+    metrics = Metrics()
+    cache = ResultCache(make_settings(tmp_path), MemoryStore(), metrics)
+    posts = [record("a", "poison"), record("b", "poison"), record("c", "fine")]
+    out = await cache.run(posts, extract)
+    assert calls == [["a", "c"], ["b"]]
+    assert [processed.post.id for processed in out] == ["c"]
+    assert metrics.nlp_cache_hits._value.get() == 0
+    await cache.close()

@@ -132,12 +132,16 @@ class ResultCache:
                 found[key] = result
         out: list[ProcessedPost] = []
         again: list[PostRecord] = []
+        ran = {id(post) for post in first.values()}
         for key, post in zip(keys, posts, strict=True):
             if key in found:
                 out.append(ProcessedPost(post, found[key]))
-            else:
-                again.append(post)  # its first copy was set aside: run it on its own
-        hits = len(posts) - len(first) - len(again)
+            elif id(post) not in ran:
+                # The copy that ran was set aside (it kills workers): this one runs on its own
+                # and meets the same fate, as it would without the cache. The one that ran
+                # has been dealt with already.
+                again.append(post)
+        hits = len(out) - len(done)
         self._metrics.nlp_cache_hits.inc(hits)
         if again:
             out.extend(await extract(again))
