@@ -112,11 +112,25 @@ class EntityCount:
 
 
 @dataclass(slots=True, frozen=True)
+class TopicCount:
+    """One topic of one post (topics.py): its identity, name, mentions and the post's
+    entities it gathers."""
+
+    label: str
+    key: str
+    name: str
+    count: int
+    aliases: tuple[EntityCount, ...] = ()
+
+
+@dataclass(slots=True, frozen=True)
 class ProcessedPost:
-    """A post after NER, ready for the store."""
+    """A post after NER, ready for the store; `topics` by the rule of `topics_version`."""
 
     post: PostRecord
     entities: tuple[EntityCount, ...] = field(default_factory=tuple)
+    topics: tuple[TopicCount, ...] = field(default_factory=tuple)
+    topics_version: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -125,6 +139,7 @@ class StoredPost:
     publication: str
     date: str
     entities: tuple[EntityCount, ...]
+    topics: tuple[TopicCount, ...] = ()
 
 
 @dataclass(slots=True, frozen=True)

@@ -75,6 +75,7 @@ class WorkerPool:
             nice=settings.worker_nice,
             log_level=logging.getLevelName(settings.log_level),
             parent_pid=os.getpid(),
+            topic_rule=settings.topic_rule,
         )
         self._relay = relay
         self._metrics = metrics
@@ -362,9 +363,10 @@ class Pipeline:
             ]
         self._metrics.nlp_seconds.observe(result.nlp_seconds)
         self._metrics.nlp_cpu_seconds.inc(result.cpu_seconds)
+        version = self._settings.topic_rule.version
         return [
-            ProcessedPost(post, entities)
-            for post, entities in zip(posts, result.entities, strict=True)
+            ProcessedPost(post, entities, topics, version)
+            for post, entities, topics in zip(posts, result.entities, result.topics, strict=True)
         ]
 
     async def _written(self, posts: Sequence[ProcessedPost], failure: str | None) -> None:
