@@ -66,9 +66,12 @@ ORGANISATION_VARIANTS = {
 }
 # US Senate style ("Sen. Warren") that nameparser's title words lack.
 EXTRA_TITLES = ("sen", "sens", "reps", "gov", "govs", "pres")
-# Title words that are also common first names: stripping them would cut "Major Garrett" to
-# "garrett".
-NOT_TITLES = frozenset({"major", "dean", "earl", "duke", "king", "prince", "princess", "queen"})
+# Title words that are as often part of a name: first names ("Major Garrett"), saints'
+# names ("St Patrick", "St Charles County"), stage names ("Lady Gaga"), airlines ("Air Koryo").
+NOT_TITLES = frozenset(
+    {"major", "dean", "earl", "duke", "king", "prince", "princess", "queen"}
+    | {"st", "saint", "lady", "air"}
+)
 # Legal-form words that are as often a name's own word ("News Corp", "Ford Motor Company").
 NOT_SUFFIXES = frozenset(
     {"co", "co.", "& co", "& co.", "corp", "corp.", "company", "corporation", "private"}
@@ -80,21 +83,24 @@ def _dotted(code: str) -> str:
 
 
 def _canonical_country(country: object) -> str:
-    names = Locale("en").territories
-    alpha_2 = country.alpha_2  # type: ignore[attr-defined]
+    """The shortest plain name: CLDR's "Russia" over ISO's "Russian Federation", ISO's "Hong
+    Kong" over CLDR's "Hong Kong SAR China"."""
     candidates = [
-        names.get(alpha_2),
+        Locale("en").territories.get(country.alpha_2),  # type: ignore[attr-defined]
         getattr(country, "common_name", None),
         getattr(country, "name", None),
     ]
-    for name in candidates:
-        if name and not any(mark in name for mark in ("(", " - ", ",")):
-            return str(name)
-    return str(country.name)  # type: ignore[attr-defined]
+    plain = [
+        str(name)
+        for name in candidates
+        if name and not any(mark in name for mark in ("(", " - ", ","))
+    ]
+    return min(plain, key=len) if plain else str(country.name)  # type: ignore[attr-defined]
 
 
 def country_aliases() -> list[tuple[str, str, str, str]]:
-    us_states = {s.code.split("-")[1].lower() for s in pycountry.subdivisions.get(country_code="US")}
+    states = pycountry.subdivisions.get(country_code="US")
+    us_states = {state.code.split("-")[1].lower() for state in states}
     forms: dict[str, set[str]] = defaultdict(set)  # alias key -> canonical keys
     for country in pycountry.countries:
         canonical = normalise(_canonical_country(country))
@@ -150,7 +156,7 @@ def company_suffixes() -> list[str]:
 
 def build() -> dict[str, object]:
     tables: dict[str, object] = {
-        "aliases": [list(row) for row in sorted(set(country_aliases()) | set(organisation_aliases()))],
+        "aliases": sorted(map(list, set(country_aliases()) | set(organisation_aliases()))),
         "titles": titles(),
         "company_suffixes": company_suffixes(),
     }

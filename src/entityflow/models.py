@@ -159,6 +159,26 @@ class EntityTotal:
     mentions: int
 
 
+@dataclass(slots=True, frozen=True)
+class AliasTotal:
+    """An entity that a topic gathers, with the mentions it brought to that topic."""
+
+    label: str
+    key: str
+    text: str
+    mentions: int
+
+
+@dataclass(slots=True, frozen=True)
+class TopicTotal:
+    label: str
+    key: str
+    name: str
+    posts: int
+    mentions: int
+    aliases: tuple[AliasTotal, ...] = ()
+
+
 SortKey = Literal["posts", "mentions"]
 Interval = Literal["day", "week", "month"]
 

@@ -134,40 +134,25 @@ def targets(
         # Step 5: the operator's merges and blocks.
         label, key = rule.rules.merge.get((label, key), (label, key))
         blocked = rule.rules.block
-        if (label, key) in blocked or (entity.label, entity.key) in blocked:
-            result.append(None)
+        dropped = (label, key) in blocked or (entity.label, entity.key) in blocked
         # Step 6: the publication's mentions of itself.
-        elif is_self_mention(entity.key, publication) or is_self_mention(key, publication):
-            result.append(None)
-        else:
-            result.append((label, key))
+        dropped = dropped or is_self_mention(entity.key, publication)
+        result.append(None if dropped or is_self_mention(key, publication) else (label, key))
     return result
 
 
 def resolve(
     entities: Sequence[EntityCount], publication: str, rule: TopicRule
 ) -> tuple[TopicCount, ...]:
-    """One post's topics: each with its mentions, its most mentioned surface form as its
-    name, and the post's entities that it gathers."""
+    """One post's topics: each with its mentions and the post's entities that it gathers,
+    most mentioned first; its name is the display text of the first."""
     grouped: dict[Entity, list[EntityCount]] = {}
     for entity, target in zip(entities, targets(entities, publication, rule), strict=True):
         if target is not None:
             grouped.setdefault(target, []).append(entity)
-    return tuple(
-        TopicCount(
-            label=label,
-            key=key,
-            name=topic_name(members),
-            count=sum(member.count for member in members),
-            aliases=tuple(sorted(members, key=lambda e: (-e.count, e.label, e.key))),
-        )
-        for (label, key), members in sorted(grouped.items())
-    )
-
-
-def topic_name(members: Iterable[EntityCount]) -> str:
-    """The most mentioned surface form; ties go to the smallest text."""
-    forms: dict[str, int] = {}
-    for member in members:
-        forms[member.text] = forms.get(member.text, 0) + member.count
-    return min(forms.items(), key=lambda item: (-item[1], item[0]))[0]
+    topics = []
+    for (label, key), members in sorted(grouped.items()):
+        members.sort(key=lambda e: (-e.count, e.label, e.key))
+        count = sum(member.count for member in members)
+        topics.append(TopicCount(label, key, members[0].text, count, tuple(members)))
+    return tuple(topics)

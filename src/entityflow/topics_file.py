@@ -1,10 +1,10 @@
 """The operator's topic rules file (TOML): read, checked, refused with its line and reason.
 
-    [merge]            # canonical = [aliases]; a merge across labels relabels
-    "PERSON:donald trump" = ["PERSON:trump", "ORG:trump"]
+[merge]            # canonical = [aliases]; a merge across labels relabels
+"PERSON:donald trump" = ["PERSON:trump", "ORG:trump"]
 
-    [block]            # never a topic
-    entities = ["ORG:source"]
+[block]            # never a topic
+entities = ["ORG:source"]
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def _merges(section: Any, fail: Any) -> dict[Entity, Entity]:
     for name, aliases in section.items():
         canonical = _entity(name, fail)
         if not isinstance(aliases, list) or not aliases:
-            raise fail(name, f"{name!r} must be a list of one or more \"LABEL:key\" strings")
+            raise fail(name, f'{name!r} must be a list of one or more "LABEL:key" strings')
         for alias_name in aliases:
             alias = _entity(alias_name, fail)
             if alias == canonical:
@@ -86,7 +86,7 @@ def _merges(section: Any, fail: Any) -> dict[Entity, Entity]:
             if alias in merge and merge[alias] != canonical:
                 raise fail(alias_name, f"{alias_name!r} is merged into two topics")
             merge[alias] = canonical
-    for alias, canonical in merge.items():
+    for canonical in merge.values():
         if canonical in merge:
             label, key = canonical
             raise fail(
@@ -105,17 +105,17 @@ def _blocks(section: Any, fail: Any) -> set[Entity]:
             raise fail(name, f"unknown key {name!r} in [block]; known: entities")
     entities = section.get("entities", [])
     if not isinstance(entities, list):
-        raise fail("entities", "entities must be a list of \"LABEL:key\" strings")
+        raise fail("entities", 'entities must be a list of "LABEL:key" strings')
     return {_entity(item, fail) for item in entities}
 
 
 def _entity(value: Any, fail: Any) -> Entity:
     """("LABEL", key) of a "LABEL:key" string, the key normalised as spaCy's text is."""
     if not isinstance(value, str):
-        raise fail(str(value), f"{value!r} is not a \"LABEL:key\" string")
+        raise fail(str(value), f'{value!r} is not a "LABEL:key" string')
     label, colon, text = value.partition(":")
     if not colon:
-        raise fail(value, f"{value!r} must be \"LABEL:key\", e.g. \"PERSON:donald trump\"")
+        raise fail(value, f'{value!r} must be "LABEL:key", e.g. "PERSON:donald trump"')
     label = label.strip().upper()
     if label not in ALL_LABELS:
         known = ", ".join(sorted(ALL_LABELS))
