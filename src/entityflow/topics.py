@@ -9,6 +9,7 @@ posts are the operator's (helped by `entityflow topics suggest`).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -22,6 +23,7 @@ from entityflow.models import EntityCount, TopicCount
 RULE_VERSION = 1
 
 Entity = tuple[str, str]  # (label, key)
+_POSSESSIVE = re.compile(r"['’]s$")
 
 
 @dataclass(slots=True, frozen=True)
@@ -101,6 +103,14 @@ def surnames(person_keys: Iterable[str]) -> dict[str, str]:
     }
 
 
+def names_publication(key: str, publication: str) -> bool:
+    """Whether a key names the publication: entities.py's test, also through the possessive
+    that the counting rule keeps when it is upper case ("AL JAZEERA'S")."""
+    return is_self_mention(key, publication) or is_self_mention(
+        _POSSESSIVE.sub("", key), publication
+    )
+
+
 def _shipped_step(entity: EntityCount, tables: AliasTables) -> Entity:
     """Steps 1 and 2: shipped aliases, company suffixes, titles."""
     label, key = tables.aliases.get((entity.label, entity.key), (entity.label, entity.key))
@@ -136,8 +146,8 @@ def targets(
         blocked = rule.rules.block
         dropped = (label, key) in blocked or (entity.label, entity.key) in blocked
         # Step 6: the publication's mentions of itself.
-        dropped = dropped or is_self_mention(entity.key, publication)
-        result.append(None if dropped or is_self_mention(key, publication) else (label, key))
+        dropped = dropped or names_publication(entity.key, publication)
+        result.append(None if dropped or names_publication(key, publication) else (label, key))
     return result
 
 

@@ -53,7 +53,8 @@ def parse_rules(text: str, source: str = "<rules>") -> OperatorRules:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         found = _TOML_LINE.search(str(error))
-        line = int(found.group(1)) if found else 0
+        # "(at end of document)": the last line.
+        line = int(found.group(1)) if found else max(len(lines), 1)
         raise RulesError(source, line, f"not valid TOML: {str(error).split(' (at')[0]}") from None
 
     def fail(needle: str, reason: str) -> RulesError:
@@ -81,10 +82,11 @@ def _merges(section: Any, fail: Any) -> dict[Entity, Entity]:
             raise fail(name, f'{name!r} must be a list of one or more "LABEL:key" strings')
         for alias_name in aliases:
             alias = _entity(alias_name, fail)
+            # An alias may be listed twice in a file: its canonical's line says which time.
             if alias == canonical:
-                raise fail(alias_name, f"{alias_name!r} is merged into itself")
+                raise fail(name, f"{alias_name!r} is merged into itself")
             if alias in merge and merge[alias] != canonical:
-                raise fail(alias_name, f"{alias_name!r} is merged into two topics")
+                raise fail(name, f"{alias_name!r} is merged into two topics")
             merge[alias] = canonical
     for canonical in merge.values():
         if canonical in merge:
@@ -127,7 +129,12 @@ def _entity(value: Any, fail: Any) -> Entity:
 
 
 def _line_of(lines: list[str], needle: str) -> int:
-    """The first line (from 1) that holds `needle`, quoted if it can be; 0 when none does."""
+    """The line (from 1) of `needle`: where it is a key if it is one, else the first that
+    holds it, quoted if it can be; 0 when none does."""
+    for candidate in (f'"{needle}"', f"'{needle}'", needle):
+        for number, line in enumerate(lines, start=1):
+            if line.lstrip().startswith(candidate):
+                return number
     for candidate in (f'"{needle}"', f"'{needle}'", needle):
         for number, line in enumerate(lines, start=1):
             if candidate in line.split("#", 1)[0]:
