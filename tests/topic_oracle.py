@@ -39,7 +39,7 @@ def names_publication(key: str, publication: str) -> bool:
 
 
 def _untitled(key: str) -> str:
-    words = key.split()
+    words = key.split(" ")
     while len(words) > 1 and words[0].rstrip(".") in TITLES:
         words = words[1:]
     return " ".join(words)

@@ -89,18 +89,15 @@ def strip_company_suffix(key: str, suffixes: Sequence[str]) -> str:
 
 
 def surnames(person_keys: Iterable[str]) -> dict[str, str]:
-    """One-word keys that are the last word of exactly one longer key: surname -> full name."""
+    """Words that are the last word of exactly one of the keys of several words: surname ->
+    full name ("merkel" -> "angela merkel"; "trump" beside "ivanka trump" and "donald trump"
+    is not there)."""
     candidates: dict[str, set[str]] = {}
-    keys = set(person_keys)
-    for key in keys:
-        words = key.split(" ")
+    for key in set(person_keys):
+        words = key.split()
         if len(words) > 1:
             candidates.setdefault(words[-1], set()).add(key)
-    return {
-        key: next(iter(candidates[key]))
-        for key in keys
-        if " " not in key and len(candidates.get(key, ())) == 1
-    }
+    return {word: next(iter(keys)) for word, keys in candidates.items() if len(keys) == 1}
 
 
 def names_publication(key: str, publication: str) -> bool:
@@ -130,7 +127,8 @@ def targets(
     # Step 3: a bare surname becomes the one full name of the post that ends with it.
     full = surnames(key for label, key in first if label == "PERSON")
     second = [
-        (label, full.get(key, key)) if label == "PERSON" else (label, key) for label, key in first
+        (label, full.get(key, key)) if label == "PERSON" and " " not in key else (label, key)
+        for label, key in first
     ]
     people = {key for label, key in second if label == "PERSON"}
     result: list[Entity | None] = []
@@ -138,7 +136,8 @@ def targets(
         if label == "ORG":
             # Step 4: an ORG that is a person of this post ("Trump" ORG beside "Donald Trump").
             as_person = strip_titles(key, tables.titles)
-            as_person = full.get(as_person, as_person)
+            if " " not in as_person:
+                as_person = full.get(as_person, as_person)
             if as_person in people:
                 label, key = "PERSON", as_person
         # Step 5: the operator's merges and blocks.
