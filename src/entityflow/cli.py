@@ -70,6 +70,8 @@ def serve(**flags: Any) -> None:
     settings = settings_from(**flags)
     with user_errors():
         settings, created = ensure_api_key(settings)
+        # A bad topic rules file stops the start with its line and reason.
+        click.echo(f"Topic rule {settings.topic_rule.version}", err=True)
     setup_logging(settings.log_level, settings.log_format)
     key_file = settings.data_dir / "api-key"
     if created:
