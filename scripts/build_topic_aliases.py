@@ -35,7 +35,7 @@ OUT = Path(__file__).parent.parent / "src" / "entityflow" / "data" / "topic_alia
 # Short forms newspapers use for two states that no library lists as their names.
 NEWS_COUNTRY_FORMS = {
     "GB": ("UK", "U.K.", "Britain", "Great Britain"),
-    "US": ("America", "U.S"),
+    "US": ("US", "America", "U.S"),
     "AE": ("UAE", "U.A.E."),
 }
 # International organisations: CLDR names the EU and the UN (as territories); these others
@@ -109,12 +109,11 @@ def country_aliases() -> list[tuple[str, str, str, str]]:
         ]
         names.append(Locale("en").territories.get(country.alpha_2))
         names.extend(NEWS_COUNTRY_FORMS.get(country.alpha_2, ()))
-        codes = [country.alpha_3]
+        # Bare two-letter codes are other things more often than countries in news ("a BB
+        # gun", US states): only their dotted forms ("U.S.") and the three-letter codes.
+        names.extend((country.alpha_3, _dotted(country.alpha_3)))
         if country.alpha_2.lower() not in us_states:
-            codes.append(country.alpha_2)
-        # Only GPE entities are looked up, so "US" the country is not "us" the pronoun.
-        for code in codes:
-            names.extend((code, _dotted(code)))
+            names.append(_dotted(country.alpha_2))
         for name in names:
             if name and not any(mark in name for mark in ("(", " - ")):
                 forms[normalise(name)].add(canonical)

