@@ -17,7 +17,9 @@ from entityflow.models import (
     ProcessedPost,
     TimelineQuery,
 )
-from entityflow.stores.base import Store, open_store
+from entityflow.stores import open_store
+from entityflow.stores.base import Store
+from entityflow.stores.memory import MemoryStore
 from entityflow.topics import TopicRule, resolve
 from entityflow.topics_file import parse_rules
 from tests import topic_oracle
@@ -43,12 +45,11 @@ BLOCK = {("GPE", "united states"), ("ORG", "white house")}
 @pytest.fixture(params=["memory", "sqlite", pytest.param("firestore", marks=pytest.mark.firestore)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     if request.param == "memory":
-        dsn = "memory://"
+        chosen: Store = MemoryStore()
     elif request.param == "sqlite":
-        dsn = f"sqlite:///{tmp_path / 'topics.db'}"
+        chosen = open_store(f"sqlite:///{tmp_path / 'topics.db'}", firestore_shards=3)
     else:
-        dsn = request.getfixturevalue("firestore").dsn
-    chosen = open_store(dsn, firestore_shards=3)
+        chosen = open_store(request.getfixturevalue("firestore").dsn, firestore_shards=3)
     await chosen.open()
     try:
         yield chosen

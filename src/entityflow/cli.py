@@ -14,6 +14,7 @@ import click
 from pydantic import ValidationError
 
 from entityflow.config import Settings, ensure_api_key, load_settings
+from entityflow.queries import problems
 
 T = TypeVar("T")
 
@@ -33,10 +34,9 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except ValidationError as error:
-        for problem in error.errors(include_url=False):
-            name = ".".join(str(part) for part in problem["loc"])
-            message = f"setting {name} (ENTITYFLOW_{name.upper()}): {problem['msg']}"
-            raise click.UsageError(message) from None
+        name, why = problems(error)[0]
+        message = f"setting {name} (ENTITYFLOW_{name.upper()}): {why}"
+        raise click.UsageError(message) from None
     except ValueError as error:
         raise click.UsageError(str(error)) from None
 
@@ -78,9 +78,11 @@ def serve(**flags: Any) -> None:
         click.echo(f"Created an API key (kept in {key_file}):\n  {created}", err=True)
     elif key_file.exists() and not os.environ.get("ENTITYFLOW_API_KEYS"):
         click.echo(f"Using the API key kept in {key_file}", err=True)
+    from entityflow.errors import StartupError
+
     try:
         status = run_async(run_server(settings))
-    except OSError as error:
+    except (OSError, StartupError) as error:
         click.echo(f"entityflow: cannot start: {error}", err=True)
         sys.exit(1)
     sys.exit(status)
@@ -109,7 +111,7 @@ def top(
     """Top entities as a table, read straight from the store."""
     from entityflow.models import EntityQuery
     from entityflow.report import top_table
-    from entityflow.stores.base import StoreError
+    from entityflow.stores import StoreError
 
     settings = settings_from(**flags)
     query = EntityQuery(
@@ -138,9 +140,8 @@ def check(**flags: Any) -> None:
         settings: Settings | None = load_settings(**flags)
         lines = [("settings", True, "ok")]
     except ValidationError as error:
-        first = error.errors(include_url=False)[0]
-        name = ".".join(str(part) for part in first["loc"])
-        settings, lines = None, [("settings", False, f"ENTITYFLOW_{name.upper()}: {first['msg']}")]
+        name, why = problems(error)[0]
+        settings, lines = None, [("settings", False, f"ENTITYFLOW_{name.upper()}: {why}")]
     if settings is not None:
         lines.extend(run_async(run_checks(settings)))
     for part, ok, detail in lines:

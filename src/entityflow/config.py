@@ -12,7 +12,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from entityflow.entities import ALL_LABELS, DEFAULT_LABELS
-from entityflow.stores.base import parse_dsn
+from entityflow.stores import parse_dsn
 from entityflow.topics import TopicRule
 
 KEY_FILE = "api-key"

@@ -12,10 +12,18 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     StringConstraints,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
 )
 
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+# Most posts one batch request may hold.
+MAX_BATCH = 1000
+# Not only whitespace: what the JSON schema says of a stripped string that must not be empty.
+NOT_BLANK = r"\S"
 
 
 def derive_id(publication: str, content: str) -> str:
@@ -54,22 +62,51 @@ def _not_blank(value: str) -> str:
 Publication = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    Field(json_schema_extra={"pattern": NOT_BLANK}),
 ]
 PostId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 
+PublishedAt = Annotated[
+    datetime | None,
+    BeforeValidator(parse_published_at),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date"},
+                {"type": "string", "format": "date-time"},
+                {"type": "null"},
+            ],
+            "description": "ISO 8601 date or datetime; a datetime without zone is UTC.",
+        }
+    ),
+]
+
+
 class PostIn(BaseModel):
-    """A post as a client sends it. `content`'s upper bound is checked by the caller's context."""
+    """A post as a client sends it."""
+
+    # `content`'s upper bound is a setting: validate with context={"max_content_chars": n}.
 
     model_config = ConfigDict(extra="ignore")
 
     publication: Publication
-    content: Annotated[str, AfterValidator(_not_blank)]
+    content: Annotated[
+        str, AfterValidator(_not_blank), Field(json_schema_extra={"pattern": NOT_BLANK})
+    ]
     id: PostId | None = None
     title: str | None = None
     url: str | None = None
     author: str | None = None
-    published_at: Annotated[datetime | None, BeforeValidator(parse_published_at)] = None
+    published_at: PublishedAt = None
+
+    @field_validator("content")
+    @classmethod
+    def _content_limit(cls, value: str, info: ValidationInfo) -> str:
+        limit = (info.context or {}).get("max_content_chars")
+        if limit is not None and len(value) > limit:
+            raise ValueError(f"must be at most {limit} characters, not {len(value)}")
+        return value
 
     def to_record(self, accepted_at: datetime) -> PostRecord:
         moment = self.published_at or accepted_at
@@ -180,7 +217,6 @@ class TopicTotal:
 
 
 SortKey = Literal["posts", "mentions"]
-Interval = Literal["day", "week", "month"]
 
 
 @dataclass(slots=True, frozen=True)

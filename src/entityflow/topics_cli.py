@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from entityflow.config import Settings
-from entityflow.stores.base import Progress, open_store
+from entityflow.stores import open_store
+from entityflow.stores.base import Progress
 from entityflow.suggest import Suggestion, suggestions
 
 

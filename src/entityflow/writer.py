@@ -49,19 +49,13 @@ class Writer:
         self._first_at = 0.0
         self._changed = asyncio.Condition()
         self._closing = False
-        self.healthy = True
-        self.last_flush = time.monotonic()
         self._call_started: float | None = None
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buffer)
 
     def blocked_for(self) -> float:
         """Seconds the current store call has been running (0 between calls).
 
-        Unlike `healthy`, which turns false while a store that answers with errors is retried,
-        this grows only while one call does not return: the writer is wedged, not waiting.
+        A store that answers with errors is retried and keeps this near 0; it grows only
+        while one call does not return: the writer is wedged, not waiting.
         """
         return 0.0 if self._call_started is None else time.monotonic() - self._call_started
 
@@ -105,8 +99,6 @@ class Writer:
     async def _flush(self, batch: list[ProcessedPost]) -> None:
         started = time.perf_counter()
         await self._write(batch)
-        self.healthy = True
-        self.last_flush = time.monotonic()
         self._metrics.write_seconds.observe(time.perf_counter() - started)
         self._metrics.flush_size.observe(len(batch))
 
@@ -136,7 +128,6 @@ class Writer:
                 return
             finally:
                 self._call_started = None
-            self.healthy = False
             delay = min(self._max_backoff, 0.05 * 2**attempt) * random.uniform(0.5, 1.0)
             attempt += 1
             log.warning(

@@ -15,9 +15,10 @@ from entityflow.models import (
     TopicTotal,
     WriteResult,
 )
+from entityflow.queries import rank
+from entityflow.stores import topic_rows
 from entityflow.stores.aggregate import Increments, TopicIncrements, pick_display_text
 from entityflow.stores.base import Progress
-from entityflow.stores.topic_rows import assemble, rank
 from entityflow.topics import TopicRule, resolve
 
 
@@ -25,7 +26,6 @@ class MemoryStore:
     def __init__(self) -> None:
         self.posts: dict[str, StoredPost] = {}
         self.counts = Increments()
-        self.writes = 0
         self.version: str | None = None
 
     @property
@@ -42,7 +42,6 @@ class MemoryStore:
         return None
 
     async def write(self, posts: Sequence[ProcessedPost]) -> WriteResult:
-        self.writes += 1
         fresh: dict[str, ProcessedPost] = {}
         duplicates: list[str] = []
         for processed in posts:
@@ -84,11 +83,7 @@ class MemoryStore:
             total = sums.setdefault((label, key), [0, 0])
             total[0] += posts
             total[1] += mentions
-        primary = 0 if query.sort == "posts" else 1
-        ranked = sorted(
-            sums.items(),
-            key=lambda item: (-item[1][primary], -item[1][1 - primary], item[0]),
-        )[: query.limit]
+        ranked = rank(sums, query.sort, query.limit)
         return [
             EntityTotal(label, key, self._text(label, key), posts, mentions)
             for (label, key), (posts, mentions) in ranked
@@ -114,7 +109,7 @@ class MemoryStore:
                 total = sums.setdefault((label, key), [0, 0])
                 total[0] += posts
                 total[1] += mentions
-        ranked = rank(sums, query)
+        ranked = topic_rows.rank(sums, query)
         wanted = {topic for topic, _, _ in ranked}
         keep = _wanted(query.publications, (), query.since, query.until)
         aliases: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
@@ -122,7 +117,7 @@ class MemoryStore:
             if (label, key) in wanted and keep(pub, label, day):
                 members = aliases.setdefault((label, key), {})
                 members[a, b] = members.get((a, b), 0) + mentions
-        return assemble(ranked, aliases, lambda entity: self._text(*entity))
+        return topic_rows.assemble(ranked, aliases, lambda entity: self._text(*entity))
 
     async def topic_daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
         keep = _wanted(query.publications, (query.label,), query.since, query.until)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from entityflow import queries
 from entityflow.models import AliasTotal, EntityCount, EntityQuery, TopicCount, TopicTotal
 
 Entity = tuple[str, str]
@@ -35,11 +36,10 @@ def topics_from_rows(
 
 def rank(sums: Mapping[Entity, Sequence[int]], query: EntityQuery) -> list[tuple[Entity, int, int]]:
     """Topics by `query.sort` descending, then the other measure, label, key; `query.limit`."""
-    primary = 0 if query.sort == "posts" else 1
-    ordered = sorted(
-        sums.items(), key=lambda item: (-item[1][primary], -item[1][1 - primary], item[0])
+    ranked = queries.rank(
+        {topic: (counts[0], counts[1]) for topic, counts in sums.items()}, query.sort, query.limit
     )
-    return [(topic, counts[0], counts[1]) for topic, counts in ordered[: query.limit]]
+    return [(topic, posts, mentions) for topic, (posts, mentions) in ranked]
 
 
 def assemble(

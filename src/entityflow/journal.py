@@ -21,89 +21,27 @@ import contextlib
 import logging
 import os
 import queue
-import struct
 import threading
-import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from entityflow.errors import RETRY_AFTER_JOURNAL, Unavailable
 from entityflow.metrics import Metrics
 from entityflow.models import PostRecord
-from entityflow.pipeline import Unavailable
+from entityflow.segments import (
+    QUARANTINE_SUFFIX,
+    SEGMENT_BYTES,
+    SEGMENT_SUFFIX,
+    SegmentScan,
+    encode_record,
+    scan_segment,
+)
 
 log = logging.getLogger(__name__)
 
-HEADER = struct.Struct("<II")  # payload length, CRC-32 of the payload
-SEGMENT_SUFFIX = ".seg"
-QUARANTINE_SUFFIX = ".corrupt"
-SEGMENT_BYTES = 32 * 1024 * 1024
-# A record holds one post, far below this (its body is at most ENTITYFLOW_MAX_BODY_BYTES);
-# a larger length field can only be damage.
-MAX_RECORD_BYTES = 64 * 1024 * 1024
-RETRY_AFTER = 5
-
 WriteFn = Callable[[int, memoryview], int]  # os.write, or a failing one in tests
-
-
-def encode_record(payload: Any) -> bytes:
-    """One journal record: header and orjson payload."""
-    data = orjson.dumps(payload)
-    return HEADER.pack(len(data), zlib.crc32(data)) + data
-
-
-@dataclass(slots=True)
-class SegmentScan:
-    """What reading one segment found."""
-
-    path: Path
-    records: list[dict[str, Any]] = field(default_factory=list)
-    good_bytes: int = 0
-    torn: bool = False
-    corrupt: str | None = None
-
-
-def scan_segment(path: Path) -> SegmentScan:
-    """Read every intact record of a segment; stop at a torn tail or a damaged record."""
-    data = path.read_bytes()
-    scan = SegmentScan(path)
-    offset = 0
-    while offset < len(data):
-        if len(data) - offset < HEADER.size:
-            scan.torn = True
-            break
-        length, crc = HEADER.unpack_from(data, offset)
-        if length == crc == 0 and not data[offset:].strip(b"\0"):
-            # Zeros to the end: space the file system allocated but the write never filled.
-            scan.torn = True
-            break
-        if length > MAX_RECORD_BYTES:
-            scan.corrupt = f"impossible record length {length} at byte {offset}"
-            break
-        end = offset + HEADER.size + length
-        if end > len(data):
-            scan.torn = True
-            break
-        payload = data[offset + HEADER.size : end]
-        if zlib.crc32(payload) != crc:
-            scan.corrupt = f"checksum mismatch in the record at byte {offset}"
-            break
-        try:
-            record = orjson.loads(payload)
-            if "post" in record:
-                record["post"] = PostRecord(**record["post"])
-            elif not isinstance(record.get("done"), list):
-                raise ValueError("neither a post nor done ids")
-        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as error:
-            scan.corrupt = f"unreadable record at byte {offset} ({error})"
-            break
-        scan.records.append(record)
-        offset = end
-    scan.good_bytes = offset
-    return scan
 
 
 @dataclass(slots=True)
@@ -128,7 +66,7 @@ class _Stop:
     forget: bool  # nothing is unfinished: no segment needs to stay
 
 
-class Spool:
+class Journal:
     """The journal of one data directory; `append` returns once the posts are fsynced."""
 
     def __init__(
@@ -155,10 +93,6 @@ class Spool:
         self._number = 0
         self._offset = 0
         self._failing = False
-
-    @property
-    def unfinished(self) -> int:
-        return len(self._where)
 
     def segments(self) -> list[Path]:
         return sorted(self.directory.glob(f"*{SEGMENT_SUFFIX}"))
@@ -231,7 +165,7 @@ class Spool:
                     "journal_unavailable",
                     f"the write-ahead journal cannot be written ({error.strerror or error});"
                     " nothing was accepted; retry later",
-                    retry_after=RETRY_AFTER,
+                    retry_after=RETRY_AFTER_JOURNAL,
                 )
             )
             return
