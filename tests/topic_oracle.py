@@ -17,6 +17,8 @@ ROOT = Path(__file__).parent.parent
 TABLES = json.loads((ROOT / "src/entityflow/data/topic_aliases.json").read_text("utf-8"))
 ALIASES = {(a, b): (c, d) for a, b, c, d in TABLES["aliases"]}
 TITLES = set(TABLES["titles"])
+# Forms of a country that are not its topic ("us", "britain"): never a row of their own.
+COUNTRY_FORMS = {key for (label, key), (to, _) in ALIASES.items() if label == to == "GPE"}
 SUFFIXES = TABLES["company_suffixes"]
 BOILERPLATE = {"source", "sources", "via", "by", "copyright", "news", "photo"}
 

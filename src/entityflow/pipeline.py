@@ -52,6 +52,8 @@ class Pipeline:
         self._settings = settings
         self._metrics = metrics
         self._outcomes = outcomes
+        # Worked out here, not on the event loop: it reads the shipped tables once.
+        self._topics_version = settings.topic_rule.version
         outcomes.listen(self._forget)
         self.pool = pool
         self.queue: asyncio.Queue[_Queued] = asyncio.Queue(settings.queue_size)
@@ -247,9 +249,8 @@ class Pipeline:
             ]
         self._metrics.nlp_seconds.observe(result.nlp_seconds)
         self._metrics.nlp_cpu_seconds.inc(result.cpu_seconds)
-        version = self._settings.topic_rule.version
         return [
-            ProcessedPost(post, entities, topics, version)
+            ProcessedPost(post, entities, topics, self._topics_version)
             for post, entities, topics in zip(posts, result.entities, result.topics, strict=True)
         ]
 
