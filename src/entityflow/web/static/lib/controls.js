@@ -63,6 +63,7 @@ export function formState(form, state) {
   }
   if (data.has("sort")) next.sort = data.get("sort");
   if (data.has("interval")) next.interval = data.get("interval");
+  if (data.has("as")) next.as = data.get("as");
   return next;
 }
 
@@ -86,18 +87,19 @@ export function toolbar(...buttons) {
 }
 
 /** Horizontal bars: one row per entity, the bar drawn in CSS, both counts in words. */
-export function bars(entities, measure, caption, publications) {
+export function bars(entities, measure, caption, publications, as, aliasesNode) {
   const max = Math.max(1, ...entities.map((e) => e[measure]));
   return h("ol", { class: "bars", "aria-label": caption },
     entities.map((e) => h("li", { "data-label": e.label, "data-key": e.key },
       h("span", { class: "who" },
-        h("a", { href: entityHref(e, publications), "data-nav": true, class: "name" }, e.text),
+        h("a", { href: entityHref(e, publications, as), "data-nav": true, class: "name" }, e.text),
         h("span", { class: "chip" }, labelName(e.label))),
       h("span", { class: "bar", "aria-hidden": "true" },
         h("span", { style: `width:${(100 * e[measure]) / max}%` })),
       h("span", { class: "value" },
         numberNode(e.posts, "posts"), e.posts === 1 ? " post" : " posts", " · ",
-        numberNode(e.mentions, "mentions"), e.mentions === 1 ? " mention" : " mentions"))));
+        numberNode(e.mentions, "mentions"), e.mentions === 1 ? " mention" : " mentions"),
+      aliasesNode ? aliasesNode(e) : null)));
 }
 
 export const ENTITY_COLUMNS = ["text", "label", "key", "posts", "mentions"];

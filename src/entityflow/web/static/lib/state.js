@@ -18,6 +18,7 @@ export function readState(search) {
     sort: q.get("sort") === "mentions" ? "mentions" : "posts",
     key: (q.get("key") || "").trim(),
     interval: ["day", "week", "month"].includes(q.get("interval")) ? q.get("interval") : "week",
+    as: q.get("as") === "entities" ? "entities" : "topics",
   };
 }
 
@@ -39,6 +40,7 @@ export function stateQuery(state) {
       ["since", state.since], ["until", state.until]);
     if (state.sort !== "posts") entries.push(["sort", state.sort]);
   }
+  if (state.as === "entities") entries.push(["as", "entities"]);
   return "?" + params(entries).toString();
 }
 
@@ -48,14 +50,19 @@ export function setUrl(state, replace) {
   const url = stateQuery(state);
   if (url !== location.search) history[replace ? "replaceState" : "pushState"](null, "", url);
   lastUrl[state.view] = url;
-  for (const link of document.querySelectorAll("nav a[data-view]")) {
-    if (lastUrl[link.dataset.view]) link.setAttribute("href", lastUrl[link.dataset.view]);
+  // Topics or entities is one choice for the whole dashboard: every link keeps it.
+  for (const link of document.querySelectorAll("nav a[data-view], a.brand")) {
+    const view = link.dataset.view || "overview";
+    const query = new URLSearchParams(lastUrl[view] || `?view=${view}`);
+    if (state.as === "entities") query.set("as", "entities");
+    else query.delete("as");
+    link.setAttribute("href", "?" + query.toString());
   }
 }
 
-export function entityHref(entity, publications) {
+export function entityHref(entity, publications, as) {
   return stateQuery({
     view: "entity", labels: [entity.label], key: entity.key, publications: publications || [],
-    interval: "week", since: "", until: "", sort: "posts",
+    interval: "week", since: "", until: "", sort: "posts", as: as || "topics",
   });
 }

@@ -26,6 +26,7 @@ import {
   toolbar,
   labelsText,
 } from "../lib/controls.js";
+import { topList, showSwitch } from "../lib/topics.js";
 
 /** Share of each publication's posts that mention each entity, from the API's top lists. */
 function compareData(chosen, lists) {
@@ -84,9 +85,8 @@ export async function buildCompare(view, state) {
         `${names.length} ${names.length === 1 ? "is" : "are"} ticked.`)];
     }
     const chosen = names.map((n) => publications.find((p) => p.name === n) || { name: n, posts: 0 });
-    const lists = await Promise.all(names.map((n) => api("entities",
-      params([["publication", n], ["label", state.labels], ["limit", MAX_LIMIT], ["sort", "posts"]]))
-      .then((body) => body.entities)));
+    const lists = await Promise.all(names.map((n) => topList(state,
+      params([["publication", n], ["label", state.labels], ["limit", MAX_LIMIT], ["sort", "posts"]]))));
     const { shared, distinctive } = compareData(chosen, lists);
     const limit = state.limit;
     const sharedShown = shared.slice(0, limit);
@@ -120,7 +120,7 @@ export async function buildCompare(view, state) {
           h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Entity"),
             chosen.map((p) => h("th", { scope: "col", class: "num" }, p.name)))),
           h("tbody", {}, sharedShown.map((e) => h("tr", { "data-label": e.label, "data-key": e.key },
-            h("th", { scope: "row" }, h("a", { href: entityHref(e, names), "data-nav": true }, e.text),
+            h("th", { scope: "row" }, h("a", { href: entityHref(e, names, state.as), "data-nav": true }, e.text),
               " ", h("span", { class: "chip" }, labelName(e.label))),
             e.shares.map((share, i) => h("td", { class: "num" }, percentNode(share),
               h("span", { class: "of" }, ` (${number.format(e.posts[i])})`))))))))
@@ -130,7 +130,7 @@ export async function buildCompare(view, state) {
       },
       h("h2", { id: `distinct-${i}` }, `Distinctive to ${chosen[i].name}`),
       h("p", { class: "sub" }, `${number.format(chosen[i].posts)} posts. Its share vs the others' mean share.`),
-      list.length ? distinctiveBars(list, i, names)
+      list.length ? distinctiveBars(list, i, names, state.as)
         : emptyNode("Nothing distinctive", "No entity has a larger share here than in the others.")))),
     ];
   });
@@ -142,7 +142,7 @@ export async function buildCompare(view, state) {
           type: "checkbox", name: "publication", value: p.name,
           checked: state.publications.includes(p.name),
         }), ` ${p.name}`)))),
-    h("div", { class: "row" }, limitField(state.limit)),
+    h("div", { class: "row" }, limitField(state.limit), showSwitch(state)),
     labelFieldset(state.labels),
   ], (form) => {
     state = formState(form, state);
@@ -154,12 +154,12 @@ export async function buildCompare(view, state) {
 }
 
 /** Bars of the ranking measure: the publication's share minus the others' mean share. */
-function distinctiveBars(list, index, names) {
+function distinctiveBars(list, index, names, as) {
   const max = Math.max(...list.map((e) => e.lift));
   return h("ol", { class: "bars compact" }, list.map((e) => h("li", {
     "data-label": e.label, "data-key": e.key,
   },
-  h("span", { class: "who" }, h("a", { href: entityHref(e, names), "data-nav": true, class: "name" },
+  h("span", { class: "who" }, h("a", { href: entityHref(e, names, as), "data-nav": true, class: "name" },
     e.text), h("span", { class: "chip" }, labelName(e.label))),
   h("span", { class: "bar", "aria-hidden": "true" }, h("span", { style: `width:${(100 * e.lift) / max}%` })),
   h("span", { class: "value" }, percentNode(e.share), " vs ",

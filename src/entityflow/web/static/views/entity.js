@@ -26,6 +26,7 @@ import {
   toolbar,
   rangeText,
 } from "../lib/controls.js";
+import { topList, timelinePath, showSwitch } from "../lib/topics.js";
 
 export async function buildEntity(view, state) {
   const publications = await api("publications");
@@ -35,14 +36,14 @@ export async function buildEntity(view, state) {
     return;
   }
   if (!state.key) {
-    const { entities } = await api("entities", params([["limit", 1], ["label", state.labels]]));
+    const entities = await topList(state, params([["limit", 1], ["label", state.labels]]));
     if (entities.length) state = { ...state, labels: [entities[0].label], key: entities[0].key };
   }
   if (!state.labels.length) state = { ...state, labels: ["PERSON"] };
   setUrl(state, true);
 
   const label = state.labels[0];
-  const known = (await api("entities", params([["label", label], ["limit", 200]]))).entities;
+  const known = await topList(state, params([["label", label], ["limit", 200]]));
   const display = () => (known.find((e) => e.key === state.key && e.label === state.labels[0]) ||
     { text: state.key }).text;
   const title = h("h1", {}, display() || "Entity");
@@ -51,7 +52,7 @@ export async function buildEntity(view, state) {
 
   const { area, refresh } = resultsArea(async () => {
     if (!state.key) return [emptyNode("Pick an entity", "Type a name and press Enter.")];
-    const body = await api("entities/timeline", params([["label", state.labels[0]], ["key", state.key],
+    const body = await api(timelinePath(state), params([["label", state.labels[0]], ["key", state.key],
       ["publication", state.publications], ["interval", state.interval],
       ["since", state.since], ["until", state.until]]));
     return timeline(body, state, display());
@@ -72,6 +73,7 @@ export async function buildEntity(view, state) {
         h("small", { id: "entity-name-help" }, "Press Enter to show it.")),
       radios("interval", "Per", [["day", "Day"], ["week", "Week"], ["month", "Month"]], state.interval),
       radios("sort", "Count", [["posts", "Posts"], ["mentions", "Mentions"]], state.sort),
+      showSwitch(state),
       ...dateFields(state)),
     h("fieldset", { class: "pubs" }, h("legend", {}, "Publications (none ticked: all that mention it)"),
       h("div", { class: "checks" }, publications.map((p) => h("label", { class: "check" },
@@ -82,7 +84,7 @@ export async function buildEntity(view, state) {
   ], (form) => {
     const next = formState(form, state);
     const typed = nameInput.value.trim();
-    const labelChanged = labelSelect.value !== state.labels[0];
+    const labelChanged = labelSelect.value !== state.labels[0] || next.as !== state.as;
     next.labels = [labelSelect.value];
     const match = known.find((e) => e.text === typed && e.label === labelSelect.value);
     next.key = match ? match.key : entityKey(typed);

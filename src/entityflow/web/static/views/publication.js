@@ -20,6 +20,7 @@ import {
   rangeText,
   labelsText,
 } from "../lib/controls.js";
+import { topList, showSwitch, aliasesNode, listCsv } from "../lib/topics.js";
 
 export async function buildPublication(view, state) {
   const publications = await api("publications");
@@ -44,8 +45,10 @@ export async function buildPublication(view, state) {
   const { area, refresh } = resultsArea(async () => {
     const query = params([["publication", state.publications[0]], ["label", state.labels],
       ["since", state.since], ["until", state.until], ["limit", state.limit], ["sort", state.sort]]);
-    const { entities } = await api("entities", query);
-    const what = `Top ${number.format(state.limit)} entities in ${state.publications[0]} by ` +
+    const entities = await topList(state, query);
+    const kind = state.as === "entities" ? "entities" : "topics";
+    const [columns, rows] = listCsv(state, entities, ENTITY_COLUMNS, entityRows);
+    const what = `Top ${number.format(state.limit)} ${kind} in ${state.publications[0]} by ` +
       `${state.sort}; ${labelsText(state.labels).toLowerCase()}, ${rangeText(state)}`;
     say(`${entities.length} entities shown`);
     if (!entities.length) {
@@ -54,9 +57,9 @@ export async function buildPublication(view, state) {
     }
     return [
       toolbar(h("p", { class: "sub" }, what + "."),
-        csvButton("Download CSV", `entityflow-${slug(state.publications[0])}-entities.csv`,
-          ENTITY_COLUMNS, entityRows(entities))),
-      bars(entities, state.sort, what),
+        csvButton("Download CSV", `entityflow-${slug(state.publications[0])}-${kind}.csv`,
+          columns, rows)),
+      bars(entities, state.sort, what, undefined, state.as, aliasesNode),
     ];
   });
 
@@ -66,7 +69,8 @@ export async function buildPublication(view, state) {
     h("div", { class: "row" },
       h("div", { class: "field" }, h("label", { for: "publication" }, "Publication"), select),
       ...dateFields(state), limitField(state.limit),
-      radios("sort", "Rank by", [["posts", "Posts"], ["mentions", "Mentions"]], state.sort)),
+      radios("sort", "Rank by", [["posts", "Posts"], ["mentions", "Mentions"]], state.sort),
+      showSwitch(state)),
     labelFieldset(state.labels),
   ], (form) => {
     state = formState(form, state);
