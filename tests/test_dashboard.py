@@ -154,7 +154,7 @@ async def changed(page: Page, action: Awaitable[Any], **query: list[str]) -> Non
     await settled(page)
 
 
-async def bars(page: Page, selector: str = ".results .bars li") -> list[dict[str, Any]]:
+async def bars(page: Page, selector: str = ".results .bars > li") -> list[dict[str, Any]]:
     return await page.eval_on_selector_all(  # type: ignore[no-any-return]
         selector,
         """items => items.map(li => ({
@@ -233,7 +233,7 @@ async def test_overview_shows_the_api_numbers(seeded: Service, open_tab: OpenTab
     assert f"{total} posts from 9 publications" in await page.locator(".view-head").inner_text()
 
     top = (await seeded.get_json("/v1/entities", params={"limit": "20"}))["entities"]
-    drawn = await bars(page, ".view-overview .bars li")
+    drawn = await bars(page, ".view-overview .bars > li")
     assert [(d["text"], d["label"], d["key"], d["posts"], d["mentions"]) for d in drawn] == (
         api_entities(top)
     )
@@ -601,14 +601,14 @@ async def test_topics_by_default_with_their_aliases(seeded: Service, open_tab: O
     tab = await open_tab(seeded.url + "/")
     page = tab.page
     top = (await seeded.get_json("/v1/topics", params={"limit": "20"}))["topics"]
-    drawn = await bars(page, ".view-overview .bars li")
+    drawn = await bars(page, ".view-overview .bars > li")
     assert [(d["text"], d["label"], d["key"], d["posts"], d["mentions"]) for d in drawn] == (
         api_topics(top)
     )
     assert "Top 20 topics" in await page.locator("#top-title").inner_text()
     # A topic that gathers several forms shows them on hover and on expand.
     merged = next(t for t in top if len(t["aliases"]) >= 2)
-    row = page.locator(f".view-overview .bars li[data-key='{merged['key']}']")
+    row = page.locator(f".view-overview .bars > li[data-key='{merged['key']}']")
     forms = row.locator("details.aliases")
     for alias in merged["aliases"]:
         assert f"{alias['text']} ({alias['label']}): {alias['mentions']}" in (
