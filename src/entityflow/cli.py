@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Coroutine, Iterator
@@ -71,8 +72,9 @@ def serve(**flags: Any) -> None:
     with user_errors():
         settings, created = ensure_api_key(settings)
         # A bad topic rules file stops the start with its line and reason.
-        click.echo(f"Topic rule {settings.topic_rule.version}", err=True)
+        rule = settings.topic_rule
     setup_logging(settings.log_level, settings.log_format)
+    logging.getLogger("entityflow.topics").info("topic rule %s", rule.version)
     key_file = settings.data_dir / "api-key"
     if created:
         click.echo(f"Created an API key (kept in {key_file}):\n  {created}", err=True)
