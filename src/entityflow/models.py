@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
@@ -22,8 +23,10 @@ from pydantic import (
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 # Most posts one batch request may hold.
 MAX_BATCH = 1000
-# Not only whitespace: what the JSON schema says of a stripped string that must not be empty.
-NOT_BLANK = r"\S"
+# Not only whitespace: a character outside Unicode's White_Space, which pydantic's
+# strip_whitespace removes. Spelled out, as ECMA's \s (the JSON schema's) and Python's
+# str.isspace each differ from it (on \ufeff and on \x1c-\x1f).
+NOT_BLANK = r"[^\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
 def derive_id(publication: str, content: str) -> str:
@@ -54,7 +57,7 @@ def parse_published_at(value: Any) -> datetime | None:
 
 
 def _not_blank(value: str) -> str:
-    if not value.strip():
+    if not re.search(NOT_BLANK, value):
         raise ValueError("must not be empty or only whitespace")
     return value
 

@@ -8,6 +8,7 @@ falls behind the models (`make openapi` rewrites it).
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
@@ -61,6 +62,11 @@ def document(settings: Settings, publications: list[str] | None = None) -> dict[
         },
         "paths": paths,
     }
+
+
+def reference() -> str:
+    """The document for the default settings, as docs/openapi.json holds it."""
+    return json.dumps(document(Settings.model_construct()), indent=2, ensure_ascii=False) + "\n"
 
 
 def _operation(

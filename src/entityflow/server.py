@@ -23,6 +23,7 @@ from entityflow.notify import Notifier, forget_systemd, listen_sockets
 from entityflow.outcomes import Outcomes
 from entityflow.pipeline import Pipeline
 from entityflow.pool import WorkerPool
+from entityflow.queries import MAX_ROWS
 from entityflow.stores import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,14 @@ def build_app(settings: Settings, store: Store | None = None) -> web.Application
     app.cleanup_ctx.extend([_log_relay, _store, _journal, _pipeline])
     api.add_routes(app)
     if (WEB_DIR / "index.html").exists():
-        app.router.add_get("/", _dashboard)
+        page = (WEB_DIR / "index.html").read_text().replace("{max_rows}", str(MAX_ROWS))
+
+        async def dashboard(request: web.Request) -> web.Response:
+            return web.Response(text=page, content_type="text/html")
+
+        app.router.add_get("/", dashboard)
         app.router.add_static("/static/", WEB_DIR / "static", append_version=True)
     return app
-
-
-async def _dashboard(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(WEB_DIR / "index.html")
 
 
 async def _log_relay(app: web.Application) -> AsyncIterator[None]:

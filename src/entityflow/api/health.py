@@ -52,5 +52,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi_document(request: web.Request) -> web.Response:
-    publications = [p.name for p in await request.app[STORE].publications()]
+    """The document, naming the publications a query may use while the store answers."""
+    try:
+        publications: list[str] | None = [p.name for p in await request.app[STORE].publications()]
+    except StoreError:
+        publications = None
     return json_response(openapi.document(request.app[SETTINGS], publications))

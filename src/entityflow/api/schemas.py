@@ -69,6 +69,10 @@ Publications = Annotated[
 ]
 
 
+Since = Annotated[Day | None, Field(description="First date, inclusive; not after until.")]
+Until = Annotated[Day | None, Field(description="Last date, inclusive.")]
+
+
 # Query strings
 
 
@@ -79,8 +83,8 @@ class EntitiesQuery(QueryModel):
         AfterValidator(_unique),
         Field(description="Entity label; repeat for several."),
     ] = ()
-    since: Annotated[Day | None, Field(description="First date, inclusive.")] = None
-    until: Annotated[Day | None, Field(description="Last date, inclusive.")] = None
+    since: Since = None
+    until: Until = None
     limit: Annotated[int, Field(ge=1, le=MAX_ROWS, description="How many entities.")] = 20
     sort: Annotated[SortKey, Field(description="Rank by posts or mentions.")] = "posts"
     format: Annotated[
@@ -95,8 +99,8 @@ class TimelineQuery(QueryModel):
     interval: Annotated[
         Interval, Field(description=f"Bucket size; at most {MAX_POINTS} buckets.")
     ] = "day"
-    since: Annotated[Day | None, Field(description="First date, inclusive.")] = None
-    until: Annotated[Day | None, Field(description="Last date, inclusive.")] = None
+    since: Since = None
+    until: Until = None
 
 
 # Bodies

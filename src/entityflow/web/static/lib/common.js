@@ -24,8 +24,9 @@ export const TITLES = {
   overview: "Overview", publication: "Publication", compare: "Compare", entity: "Entity",
 };
 export const KEY_STORE = "entityflow.apiKey";
-// The API's largest page: Compare reads this many entities per publication.
-export const MAX_LIMIT = 1000;
+// The API's largest page (the server writes it into the page): Compare reads this many
+// entities per publication.
+export const MAX_LIMIT = Number(document.body.dataset.maxRows);
 
 export const number = new Intl.NumberFormat();
 export const percent = new Intl.NumberFormat(undefined, {
