@@ -84,7 +84,8 @@ async def _check(store: Store, expect: Expected, merge: Any = None, block: Any =
     topics add up to its mentions less self-mentions and blocked ones."""
     for publications in [[], *([name] for name in sorted(expect.totals))]:
         want = topic_oracle.totals(expect.posts, expect.publication_of, merge, block, publications)
-        for sort in ("posts", "mentions"):
+        # Both orders over everything, by posts for each publication.
+        for sort in ("posts", "mentions") if not publications else ("posts",):
             query = EntityQuery(publications=tuple(publications), limit=100_000, sort=sort)  # type: ignore[arg-type]
             got = [(t.label, t.key, t.posts, t.mentions) for t in await store.top_topics(query)]
             assert got == _ranked(want, sort), (publications, sort)

@@ -19,7 +19,7 @@ ALIASES = {(a, b): (c, d) for a, b, c, d in TABLES["aliases"]}
 TITLES = set(TABLES["titles"])
 # Forms of a country that are not its topic ("us", "britain"): never a row of their own.
 COUNTRY_FORMS = {key for (label, key), (to, _) in ALIASES.items() if label == to == "GPE"}
-SUFFIXES = TABLES["company_suffixes"]
+SUFFIXES = sorted(TABLES["company_suffixes"], key=len, reverse=True)
 BOILERPLATE = {"source", "sources", "via", "by", "copyright", "news", "photo"}
 
 Entity = tuple[str, str]
@@ -48,7 +48,7 @@ def _untitled(key: str) -> str:
 
 
 def _unsuffixed(key: str) -> str:
-    for suffix in sorted(SUFFIXES, key=len, reverse=True):
+    for suffix in SUFFIXES:
         if key.endswith(" " + suffix) and len(key[: -len(suffix) - 1].rstrip(" ,")) >= 2:
             return key[: -len(suffix) - 1].rstrip(" ,")
     return key
