@@ -196,9 +196,15 @@ class Health(Response):
 
 class Readiness(Response):
     ready: bool
-    model: bool
+    role: Literal["all", "ingest", "process"]
+    # None in the ingest role, which loads no model.
+    model: bool | None
     draining: bool
     store: bool
+    # None with the local journal; false while Pub/Sub does not answer.
+    queue: bool | None = None
+    # Why the instance is not ready, one sentence each (empty when it is).
+    problems: list[str]
 
 
 class ErrorDetail(Response):
