@@ -60,6 +60,8 @@ class Pipeline:
         self._settings = settings
         self._metrics = metrics
         self._outcomes = outcomes
+        # Worked out here, not on the event loop: it reads the shipped tables once.
+        self._topics_version = settings.topic_rule.version
         outcomes.listen(self._forget)
         self._source = source
         # A source that counts deliveries (Pub/Sub) takes a post back after one crash and
@@ -262,8 +264,8 @@ class Pipeline:
         self._metrics.nlp_seconds.observe(result.nlp_seconds)
         self._metrics.nlp_cpu_seconds.inc(result.cpu_seconds)
         return [
-            ProcessedPost(post, entities)
-            for post, entities in zip(posts, result.entities, strict=True)
+            ProcessedPost(post, entities, topics, self._topics_version)
+            for post, entities, topics in zip(posts, result.entities, result.topics, strict=True)
         ]
 
     def _forget(self, ids: Sequence[str]) -> None:

@@ -50,6 +50,7 @@ class WorkerPool:
             nice=settings.worker_nice,
             log_level=logging.getLevelName(settings.log_level),
             parent_pid=os.getpid(),
+            topic_rule=settings.topic_rule,
         )
         self._relay = relay
         self._metrics = metrics

@@ -15,17 +15,19 @@ import orjson
 
 from entityflow.models import (
     DailyCount,
-    EntityCount,
     EntityQuery,
     EntityTotal,
     ProcessedPost,
     PublicationSummary,
     StoredPost,
     TimelineQuery,
+    TopicTotal,
     WriteResult,
 )
+from entityflow.stores import sqlite_topics
 from entityflow.stores.aggregate import Increments, pick_display_text
-from entityflow.stores.base import StoreError
+from entityflow.stores.base import Progress, StoreError
+from entityflow.topics import TopicRule
 
 T = TypeVar("T")
 
@@ -126,12 +128,10 @@ class SQLiteStore:
     async def get_post(self, post_id: str) -> StoredPost | None:
         def query(db: sqlite3.Connection) -> StoredPost | None:
             row = db.execute(
-                "SELECT id, publication, date, entities FROM posts WHERE id = ?", (post_id,)
+                "SELECT id, publication, date, entities, topics FROM posts WHERE id = ?",
+                (post_id,),
             ).fetchone()
-            if row is None:
-                return None
-            entities = tuple(EntityCount(*item) for item in orjson.loads(row[3]))
-            return StoredPost(id=row[0], publication=row[1], date=row[2], entities=entities)
+            return None if row is None else sqlite_topics.stored_post(row)
 
         return await self._on(self._readers, query)
 
@@ -160,6 +160,25 @@ class SQLiteStore:
             return [DailyCount(*row) for row in rows]
 
         return await self._on(self._readers, run)
+
+    async def top_topics(self, query: EntityQuery) -> list[TopicTotal]:
+        return await self._on(self._readers, lambda db: sqlite_topics.top_topics(db, query))
+
+    async def topic_daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
+        return await self._on(self._readers, lambda db: sqlite_topics.daily_counts(db, query))
+
+    async def topics_version(self) -> str | None:
+        return await self._on(self._readers, sqlite_topics.version)
+
+    async def recount_topics(self, rule: TopicRule, progress: Progress) -> int:
+        """One transaction: a writer beside it waits, and nothing is ever half recounted."""
+
+        def run(db: sqlite3.Connection) -> int:
+            progress(0, sqlite_topics.posts_total(db))
+            with _transaction(db):
+                return sqlite_topics.recount(db, rule, lambda n: progress(n, None))
+
+        return await self._on(self._writer, run)
 
     # The rest runs on the store's threads.
 
@@ -202,6 +221,8 @@ class SQLiteStore:
                         transient=False,
                     )
                 if version == len(MIGRATIONS):
+                    # The topic tables need no version of their own: made when missing.
+                    sqlite_topics.ensure_schema(db)
                     return
                 for statement in MIGRATIONS[version].split(";"):
                     if statement.strip():
@@ -217,7 +238,9 @@ class SQLiteStore:
                 post = processed.post
                 entities = [(e.label, e.key, e.text, e.count) for e in processed.entities]
                 cursor = db.execute(
-                    "INSERT OR IGNORE INTO posts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO posts (id, publication, date, title, url, author,"
+                    " published_at, accepted_at, entities, topics, topics_version)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         post.id,
                         post.publication,
@@ -228,6 +251,8 @@ class SQLiteStore:
                         post.published_at,
                         post.accepted_at,
                         orjson.dumps(entities),
+                        sqlite_topics.topics_blob(processed.topics),
+                        processed.topics_version or None,
                     ),
                 )
                 if cursor.rowcount == 0:
@@ -255,6 +280,7 @@ class SQLiteStore:
                 " last_date = max(last_date, excluded.last_date)",
                 [(name, *summary) for name, summary in added.publications.items()],
             )
+            sqlite_topics.add(db, added.topics, added.versions)
         return WriteResult(stored=tuple(stored), duplicates=tuple(duplicates))
 
     def _top_entities(self, db: sqlite3.Connection, query: EntityQuery) -> list[EntityTotal]:
