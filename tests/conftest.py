@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from blockbuster import blockbuster_ctx
 
 from entityflow import api
@@ -138,16 +139,9 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 @asynccontextmanager
 async def serve_app(app: web.Application) -> AsyncIterator[str]:
-    """Run an aiohttp app on a free port of 127.0.0.1 and give its base URL."""
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    """Run an aiohttp app on a free port of 127.0.0.1 (aiohttp's TestServer): its base URL."""
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield f"http://127.0.0.1:{server.port}"
 
 
 ServiceFactory = Callable[..., AbstractAsyncContextManager[Service]]
