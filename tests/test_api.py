@@ -536,6 +536,8 @@ async def test_posts_by_id(service: ServiceFactory) -> None:
             "url": "https://news.example/k4",
             "author": None,
             "published_at": "2017-03-01T09:30:00+00:00",
+            # Written straight into the store without topics; test_topics_api.py has them.
+            "topics": [],
         }
         await expect_error(await svc.get("/v1/posts/nope"), 404, "not_found", "nope")
 

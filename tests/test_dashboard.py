@@ -161,7 +161,7 @@ async def changed(page: Page, action: Awaitable[Any], **query: list[str]) -> Non
     await settled(page)
 
 
-async def bars(page: Page, selector: str = ".results .bars li") -> list[dict[str, Any]]:
+async def bars(page: Page, selector: str = ".results .bars > li") -> list[dict[str, Any]]:
     return await page.eval_on_selector_all(  # type: ignore[no-any-return]
         selector,
         """items => items.map(li => ({
@@ -236,7 +236,7 @@ async def _shot(page: Page, most: int = 1200) -> bytes:
 
 
 async def test_overview_shows_the_api_numbers(seeded: Service, open_tab: OpenTab) -> None:
-    tab = await open_tab(seeded.url + "/")
+    tab = await open_tab(seeded.url + "/?as=entities")
     page = tab.page
     publications = await seeded.get_json("/v1/publications")
     assert len(publications) == 9
@@ -252,7 +252,7 @@ async def test_overview_shows_the_api_numbers(seeded: Service, open_tab: OpenTab
     assert f"{total} posts from 9 publications" in await page.locator(".view-head").inner_text()
 
     top = (await seeded.get_json("/v1/entities", params={"limit": "20"}))["entities"]
-    drawn = await bars(page, ".view-overview .bars li")
+    drawn = await bars(page, ".view-overview .bars > li")
     assert [(d["text"], d["label"], d["key"], d["posts"], d["mentions"]) for d in drawn] == (
         api_entities(top)
     )
@@ -273,7 +273,7 @@ async def test_overview_shows_the_api_numbers(seeded: Service, open_tab: OpenTab
 async def test_publication_view_filters_csv_and_bookmark(
     seeded: Service, open_tab: OpenTab
 ) -> None:
-    tab = await open_tab(seeded.url + "/?view=publication&publication=CNN")
+    tab = await open_tab(seeded.url + "/?view=publication&publication=CNN&as=entities")
     page = tab.page
     assert await page.locator("h1").inner_text() == "CNN"
 
@@ -394,7 +394,7 @@ async def overflowing(page: Page) -> list[str]:
 
 
 async def test_compare_shared_and_distinctive(seeded: Service, open_tab: OpenTab) -> None:
-    tab = await open_tab(seeded.url + "/?view=compare&publication=BBC&publication=TASS")
+    tab = await open_tab(seeded.url + "/?view=compare&publication=BBC&publication=TASS&as=entities")
     page = tab.page
     head = await page.locator(".view-head").inner_text()
     assert "share minus the mean of the others' shares" in head
@@ -490,7 +490,8 @@ async def test_entity_timeline_as_a_share(seeded: Service, open_tab: OpenTab) ->
     entity = (await seeded.get_json("/v1/entities", params={"label": "PERSON", "limit": "1"}))[
         "entities"
     ][0]
-    tab = await open_tab(f"{seeded.url}/?view=entity&label=PERSON&key={entity['key']}")
+    url = f"{seeded.url}/?view=entity&label=PERSON&key={entity['key']}&as=entities"
+    tab = await open_tab(url)
     page = tab.page
     assert await page.locator("h1").inner_text() == entity["text"]
     assert await page.title() == f"{entity['text']} · Entity · entityflow"
@@ -581,7 +582,7 @@ async def test_phone_entity_view_shows_a_chart_first(seeded: Service, browser: B
 
 
 async def test_keyboard_only_walk(seeded: Service, open_tab: OpenTab) -> None:
-    tab = await open_tab(seeded.url + "/")
+    tab = await open_tab(seeded.url + "/?as=entities")
     page = tab.page
     keys = page.keyboard
 
@@ -854,4 +855,134 @@ async def test_several_entities_on_one_chart(seeded: Service, open_tab: OpenTab)
         # Posts on one scale: the second entity's bars are its own counts.
         assert [h > 0 for h in heights] == [p["posts"] > 0 for p in series["points"]]
     await screenshots(page, "entity-two", phone_too=False)
+
+
+# Topics: the default, with their aliases; the switch to raw entities
+
+
+def api_topics(topics: list[dict[str, Any]]) -> list[tuple[str, str, str, int, int]]:
+    return [(t["name"], t["label"], t["key"], t["posts"], t["mentions"]) for t in topics]
+
+
+async def test_topics_by_default_with_their_aliases(seeded: Service, open_tab: OpenTab) -> None:
+    tab = await open_tab(seeded.url + "/")
+    page = tab.page
+    top = (await seeded.get_json("/v1/topics", params={"limit": "20"}))["topics"]
+    drawn = await bars(page, ".view-overview .bars > li")
+    assert [(d["text"], d["label"], d["key"], d["posts"], d["mentions"]) for d in drawn] == (
+        api_topics(top)
+    )
+    assert "Top 20 topics" in await page.locator("#top-title").inner_text()
+    # A topic that gathers several forms shows them on hover and on expand.
+    merged = next(t for t in top if len(t["aliases"]) >= 2)
+    row = page.locator(f".view-overview .bars > li[data-key='{merged['key']}']")
+    forms = row.locator("details.aliases")
+    for alias in merged["aliases"]:
+        assert f"{alias['text']} ({alias['label']}): {alias['mentions']}" in (
+            await forms.get_attribute("title") or ""
+        )
+    assert not await forms.locator("ul").is_visible()
+    await forms.locator("summary").click()
+    shown = await forms.locator("li").evaluate_all(
+        "items => items.map(li => [li.dataset.label, li.dataset.key])"
+    )
+    assert shown == [[a["label"], a["key"]] for a in merged["aliases"]]
+    # The download is the API's CSV of the same list.
+    topics_csv = await download(page, "Download topics CSV")
+    async with await seeded.get("/v1/topics", params={"limit": "20", "format": "csv"}) as r:
+        assert topics_csv == await r.text()
+    assert rows_of(topics_csv)[0] == ["name", "label", "key", "posts", "mentions", "aliases"]
+    await screenshots(page, "overview")
+    tab.assert_clean()
+
+
+async def test_switch_to_raw_entities_and_back(seeded: Service, open_tab: OpenTab) -> None:
+    tab = await open_tab(seeded.url + "/?view=publication&publication=Al+Jazeera")
+    page = tab.page
+    query = {"publication": "Al Jazeera", "limit": "20"}
+    topics = (await seeded.get_json("/v1/topics", params=query))["topics"]
+    assert [(d["label"], d["key"]) for d in await bars(page)] == [
+        (t["label"], t["key"]) for t in topics
+    ]
+    # The outlet is not its own topic.
+    assert not any("jazeera" in t["key"] for t in topics)
+    await page.get_by_label("Entities as spaCy found them").check()
+    await page.wait_for_url(lambda url: "as=entities" in url)
+    await settled(page)
+    entities = (await seeded.get_json("/v1/entities", params=query))["entities"]
+    drawn = await bars(page)
+    assert [(d["text"], d["label"], d["key"], d["posts"], d["mentions"]) for d in drawn] == (
+        api_entities(entities)
+    )
+    assert any("jazeera" in e["key"] for e in entities)
+    assert await page.locator(".results details.aliases").count() == 0
+    entities_csv = await download(page, "Download CSV")
+    assert rows_of(entities_csv)[0] == ["text", "label", "key", "posts", "mentions"]
+    # The choice follows the visitor to another view, and back.
+    await page.get_by_role("link", name="Compare", exact=True).click()
+    await page.wait_for_url(lambda url: "view=compare" in url and "as=entities" in url)
+    await settled(page)
+    await page.get_by_label("Topics", exact=True).check()
+    await page.wait_for_url(lambda url: "view=compare" in url and "as=entities" not in url)
+    await settled(page)
+    tab.assert_clean()
+
+
+async def test_compare_and_entity_views_on_topics(seeded: Service, open_tab: OpenTab) -> None:
+    tab = await open_tab(seeded.url + "/?view=compare&publication=CNN&publication=Al+Jazeera")
+    page = tab.page
+    lists = {
+        name: {
+            (t["label"], t["key"]): t["posts"]
+            for t in (
+                await seeded.get_json("/v1/topics", params={"publication": name, "limit": "1000"})
+            )["topics"]
+        }
+        for name in ("CNN", "Al Jazeera")
+    }
+    shared = await page.eval_on_selector_all(
+        "table.shared tbody tr", "rows => rows.map(r => [r.dataset.label, r.dataset.key])"
+    )
+    assert shared, "CNN and Al Jazeera share topics"
+    for label, key in shared:
+        assert (label, key) in lists["CNN"] and (label, key) in lists["Al Jazeera"]
+    # Topic keys, not strings: "US" is counted as the United States.
+    assert ["GPE", "united states"] in shared and ["GPE", "us"] not in shared
+    await screenshots(page, "compare-topics", phone_too=False)
+    # The entity view of a topic: its timeline is the topic's.
+    await changed(
+        page,
+        page.locator(
+            "table.shared a",
+            has_text=next(
+                t["name"]
+                for t in (
+                    await seeded.get_json(
+                        "/v1/topics", params={"publication": "CNN", "limit": "1000"}
+                    )
+                )["topics"]
+                if (t["label"], t["key"]) == ("GPE", "united states")
+            ),
+        ).first.click(),
+        view=["entity"],
+        key=["united states"],
+    )
+    want = await seeded.get_json(
+        "/v1/topics/timeline",
+        params=[
+            ("label", "GPE"),
+            ("key", "united states"),
+            ("publication", "CNN"),
+            ("publication", "Al Jazeera"),
+            ("interval", "week"),
+        ],
+    )
+    shown = await page.eval_on_selector_all(
+        "ul.multiples li",
+        "items => items.map(li => [li.dataset.publication,"
+        " Number(li.querySelector('data.total').value)])",
+    )
+    assert shown == [
+        [s["publication"], sum(p["posts"] for p in s["points"])] for s in want["series"]
+    ]
     tab.assert_clean()

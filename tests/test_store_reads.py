@@ -11,6 +11,8 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from entityflow.models import (
     EntityQuery,
     PostsQuery,
@@ -144,15 +146,38 @@ async def test_search_across_labels(filled: Store) -> None:
     }
 
 
-async def test_an_old_sqlite_database_gets_its_stories_back(tmp_path: Path) -> None:
-    """Schema 1 had no mentions and no posts per day: upgrading builds them from the posts."""
+STORY_TABLES = "DROP TABLE mentions; DROP TABLE publication_days;"
+ROLLUP_TABLES = (
+    "DROP TABLE monthly; DROP TABLE monthly_all; DROP TABLE entity_totals; DROP TABLE nlp_cache;"
+    " DROP INDEX totals_by_posts; DROP INDEX totals_by_mentions;"
+)
+
+
+@pytest.mark.parametrize(
+    "dropped, version",
+    [
+        # Schema 1: neither the roll-ups nor the story tables.
+        (STORY_TABLES + ROLLUP_TABLES, 1),
+        # Schema 2 as main made it (issue 18's roll-ups), before the story tables.
+        (STORY_TABLES, 2),
+        # Schema 2 as issue 14's branch made it: the story tables, no roll-ups.
+        (ROLLUP_TABLES, 2),
+    ],
+    ids=["schema-1", "schema-2-rollups", "schema-2-stories"],
+)
+async def test_an_old_sqlite_database_gets_its_stories_back(
+    tmp_path: Path, dropped: str, version: int
+) -> None:
+    """An older database upgrades: the tables it lacks are built from the stored posts."""
     path = tmp_path / "old.db"
     fresh = open_store(f"sqlite:///{path}")
     await fresh.open()
     await fresh.write(POSTS)
+    ranged = EntityQuery(since="2000-01-01", until="2100-01-01", limit=1000)
+    want = await fresh.top_entities(ranged)
     await fresh.close()
     db = sqlite3.connect(path)
-    db.executescript("DROP TABLE mentions; DROP TABLE publication_days; PRAGMA user_version = 1;")
+    db.executescript(f"{dropped} PRAGMA user_version = {version};")
     db.close()
     upgraded = open_store(f"sqlite:///{path}")
     await upgraded.open()
@@ -162,5 +187,9 @@ async def test_an_old_sqlite_database_gets_its_stories_back(tmp_path: Path) -> N
             assert list(page.posts) == reference_posts(POSTS, PostsQuery(label, key))
         days = await upgraded.publication_days(PUBLICATIONS, None, None)
         assert sum(d.posts for d in days) == len(POSTS)
+        assert await upgraded.top_entities(ranged) == want
     finally:
         await upgraded.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    db.close()

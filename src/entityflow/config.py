@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from entityflow.entities import ALL_LABELS, DEFAULT_LABELS
 from entityflow.queues import PubSubNames, parse_queue
 from entityflow.stores import parse_dsn
+from entityflow.topics import TopicRule
 
 KEY_FILE = "api-key"
 
@@ -59,6 +60,7 @@ class Settings(BaseSettings):
     firestore_shards: int = Field(8, ge=1, le=100)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+    topics_file: Path | None = None
     queue: str = "local"
     role: Literal["all", "ingest", "process"] = "all"
     pubsub_subscription: str | None = None
@@ -68,6 +70,8 @@ class Settings(BaseSettings):
     read_cache_seconds: float = Field(10.0, ge=0, le=3600)
     read_cache_mib: int = Field(16, ge=1, le=4096)
     max_read_days: int = Field(366, ge=1, le=36600)
+    nlp_ops: Literal["numpy", "blis"] = "numpy"
+    nlp_cache: bool = True
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -126,6 +130,13 @@ class Settings(BaseSettings):
     @cached_property
     def worker_count(self) -> int:
         return self.workers or usable_cores()
+
+    @cached_property
+    def topic_rule(self) -> TopicRule:
+        """The topic rule under the operator's rules file; RulesError when it is bad."""
+        from entityflow.topics_file import load_rule
+
+        return load_rule(self.topics_file, self.data_dir)
 
     @cached_property
     def pubsub(self) -> PubSubNames | None:

@@ -152,11 +152,25 @@ class EntityCount:
 
 
 @dataclass(slots=True, frozen=True)
+class TopicCount:
+    """One topic of one post (topics.py): its identity, name, mentions and the post's
+    entities it gathers."""
+
+    label: str
+    key: str
+    name: str
+    count: int
+    aliases: tuple[EntityCount, ...] = ()
+
+
+@dataclass(slots=True, frozen=True)
 class ProcessedPost:
-    """A post after NER, ready for the store."""
+    """A post after NER, ready for the store; `topics` by the rule of `topics_version`."""
 
     post: PostRecord
     entities: tuple[EntityCount, ...] = field(default_factory=tuple)
+    topics: tuple[TopicCount, ...] = field(default_factory=tuple)
+    topics_version: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -169,6 +183,7 @@ class StoredPost:
     url: str | None = None
     author: str | None = None
     published_at: str | None = None
+    topics: tuple[TopicCount, ...] = ()
 
 
 @dataclass(slots=True, frozen=True)
@@ -186,6 +201,26 @@ class EntityTotal:
     text: str
     posts: int
     mentions: int
+
+
+@dataclass(slots=True, frozen=True)
+class AliasTotal:
+    """An entity that a topic gathers, with the mentions it brought to that topic."""
+
+    label: str
+    key: str
+    text: str
+    mentions: int
+
+
+@dataclass(slots=True, frozen=True)
+class TopicTotal:
+    label: str
+    key: str
+    name: str
+    posts: int
+    mentions: int
+    aliases: tuple[AliasTotal, ...] = ()
 
 
 SortKey = Literal["posts", "mentions"]

@@ -19,8 +19,10 @@ from entityflow.errors import (
 )
 from entityflow.metrics import Metrics
 from entityflow.models import PostRecord, ProcessedPost
+from entityflow.nlpcache import ResultCache
 from entityflow.outcomes import Outcomes
 from entityflow.pool import WorkerPool
+from entityflow.topics import resolve
 from entityflow.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -56,10 +58,14 @@ class Pipeline:
         writer: Writer,
         outcomes: Outcomes,
         source: Source | None = None,
+        cache: ResultCache | None = None,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
         self._outcomes = outcomes
+        # Worked out here, not on the event loop: it reads the shipped tables once.
+        self._topics_version = settings.topic_rule.version
+        self._topic_rule = settings.topic_rule
         outcomes.listen(self._forget)
         self._source = source
         # A source that counts deliveries (Pub/Sub) takes a post back after one crash and
@@ -79,6 +85,8 @@ class Pipeline:
         self._idle = asyncio.Event()
         self._idle.set()
         self._drained: asyncio.Task[bool] | None = None
+        # Reuses the NER result of a text seen before (entityflow.nlpcache).
+        self.cache = cache
 
     @property
     def depth(self) -> int:
@@ -200,6 +208,8 @@ class Pipeline:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.cache is not None:
+            await self.cache.close()
 
     async def _dispatch(self) -> None:
         limit = self._settings.nlp_batch_size
@@ -225,7 +235,13 @@ class Pipeline:
                 self._metrics.queue_wait.observe(now - item.enqueued_at)
             self._metrics.in_flight.inc()
             try:
-                processed = await self._extract([item.post for item in batch])
+                posts = [item.post for item in batch]
+                if self.cache is not None:
+                    processed = [
+                        self._with_topics(p) for p in await self.cache.run(posts, self._extract)
+                    ]
+                else:
+                    processed = await self._extract(posts)
             finally:
                 self._metrics.in_flight.dec()
             self._metrics.processed.inc(len(processed))
@@ -262,9 +278,17 @@ class Pipeline:
         self._metrics.nlp_seconds.observe(result.nlp_seconds)
         self._metrics.nlp_cpu_seconds.inc(result.cpu_seconds)
         return [
-            ProcessedPost(post, entities)
-            for post, entities in zip(posts, result.entities, strict=True)
+            ProcessedPost(post, entities, topics, self._topics_version)
+            for post, entities, topics in zip(posts, result.entities, result.topics, strict=True)
         ]
+
+    def _with_topics(self, processed: ProcessedPost) -> ProcessedPost:
+        """A post whose entities came from the result cache gets its topics here."""
+        if processed.topics_version:
+            return processed
+        post, entities = processed.post, processed.entities
+        topics = resolve(entities, post.publication, self._topic_rule)
+        return ProcessedPost(post, entities, topics, self._topics_version)
 
     def _forget(self, ids: Sequence[str]) -> None:
         for post_id in ids:

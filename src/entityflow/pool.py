@@ -48,8 +48,10 @@ class WorkerPool:
             labels=settings.labels,
             ignore_self_mentions=settings.ignore_self_mentions,
             nice=settings.worker_nice,
+            ops=settings.nlp_ops,
             log_level=logging.getLevelName(settings.log_level),
             parent_pid=os.getpid(),
+            topic_rule=settings.topic_rule,
         )
         self._relay = relay
         self._metrics = metrics

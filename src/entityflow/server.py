@@ -19,6 +19,7 @@ from entityflow.journal import Journal
 from entityflow.logs import LogRelay
 from entityflow.metrics import Metrics
 from entityflow.models import PostRecord
+from entityflow.nlpcache import ResultCache
 from entityflow.notify import Notifier, forget_systemd, listen_sockets
 from entityflow.outcomes import Outcomes
 from entityflow.pipeline import Pipeline
@@ -172,7 +173,10 @@ async def _dispatcher(app: web.Application) -> AsyncIterator[None]:
     from the last run first, then what the HTTP API accepts) or the Pub/Sub subscriber."""
     settings = app[api.SETTINGS]
     source = app.get(queue_lifecycle.SUBSCRIBER)
-    pipeline = Pipeline(settings, app[api.METRICS], app[POOL], app[WRITER], app[OUTCOMES], source)
+    cache = ResultCache(settings, app[api.STORE], app[api.METRICS]) if settings.nlp_cache else None
+    pipeline = Pipeline(
+        settings, app[api.METRICS], app[POOL], app[WRITER], app[OUTCOMES], source, cache
+    )
     app[api.PIPELINE] = pipeline
     if source is None:
         app[api.FRONT] = pipeline

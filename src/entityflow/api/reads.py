@@ -23,6 +23,7 @@ from entityflow.api.schemas import (
     EntityRow,
     PostEntity,
     PostOut,
+    PostTopic,
     Publication,
     PublicationList,
 )
@@ -56,6 +57,10 @@ async def get_post(request: web.Request) -> web.Response:
                 url=stored.url,
                 author=stored.author,
                 published_at=stored.published_at,
+                topics=[
+                    PostTopic(name=t.name, label=t.label, key=t.key, count=t.count)
+                    for t in stored.topics
+                ],
             )
         )
     pipeline = request.app.get(PIPELINE)

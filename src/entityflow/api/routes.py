@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from pydantic import BaseModel
 
-from entityflow.api import health, ingest, reads, stories, timeline
+from entityflow.api import health, ingest, reads, stories, timeline, topics
 from entityflow.api.edge import NDJSON, Handler, QueryModel
 from entityflow.api.schemas import (
     Accepted,
@@ -34,6 +34,7 @@ from entityflow.api.story_schemas import (
     SearchQuery,
     SearchResult,
 )
+from entityflow.api.topic_schemas import Suggestions, SuggestionsQuery, Topics
 from entityflow.models import PostIn
 
 # A post id as a path segment; "batch" is POST /v1/posts/batch, so it is not an id here
@@ -101,6 +102,16 @@ ROUTES = (
     Route("GET", "/v1/search", stories.search,
           "Entities by typed text, across every label, ranked by posts", SearchResult,
           query=SearchQuery, access="read", errors=(400, 422, 503)),
+    Route("GET", "/v1/topics", topics.top_topics,
+          "Top topics: people, places and organisations, each with its aliases", Topics,
+          query=EntitiesQuery, access="read", errors=(422, 503), answer_types=("text/csv",)),
+    Route("GET", "/v1/topics/timeline", timeline.topic_timeline,
+          "One topic over time, one series per publication, as counts and as a share of"
+          " the publication's posts", Timeline,
+          query=TimelineQuery, access="read", errors=(422, 503), answer_types=("text/csv",)),
+    Route("GET", "/v1/topics/suggestions", topics.suggestions,
+          "Merges the topic rules did not make, with their evidence", Suggestions,
+          query=SuggestionsQuery, access="read", errors=(422, 503)),
     Route("GET", "/healthz", health.healthz, "Liveness", Health),
     Route("GET", "/readyz", health.readyz,
           "Readiness: model loaded, store and queue reachable, not draining", Readiness,

@@ -136,6 +136,13 @@ class PostEntity(Response):
     count: int
 
 
+class PostTopic(Response):
+    name: str
+    label: str
+    key: str
+    count: int
+
+
 class PostOut(Response):
     id: str
     publication: str
@@ -146,6 +153,7 @@ class PostOut(Response):
     url: str | None = None
     author: str | None = None
     published_at: str | None = None
+    topics: list[PostTopic] = []
 
 
 class Publication(Response):

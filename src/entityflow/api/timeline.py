@@ -32,6 +32,15 @@ def entity_key(given: str, name: str = "key") -> str:
 
 
 async def timeline(request: web.Request) -> web.Response:
+    return await _timeline(request, topic=False)
+
+
+async def topic_timeline(request: web.Request) -> web.Response:
+    """As /v1/entities/timeline, for a topic (its key as stored, or as written)."""
+    return await _timeline(request, topic=True)
+
+
+async def _timeline(request: web.Request, *, topic: bool) -> web.Response:
     require_read_access(request)
     params = parse_query(request, TimelineQuery)
     _check_range(params.since, params.until)
@@ -41,12 +50,15 @@ async def timeline(request: web.Request) -> web.Response:
     window = await _window(request, publications, params.since, params.until)
     query = StoreTimelineQuery(
         label=params.label,
-        key=entity_key(params.key),
+        key=(normalise(params.key) or params.key) if topic else entity_key(params.key),
         publications=publications,
         since=window.since,
         until=window.until,
     )
-    rows = await store.daily_counts(query)
+    if topic:
+        rows = await store.topic_daily_counts(query)
+    else:
+        rows = await store.daily_counts(query)
     days = await store.publication_days(query.publications, query.since, query.until)
     # The axis is since..until; an end not given is the entity's first or last mention
     # (the dashboard always gives both, from the publications' first and last posts).
@@ -55,7 +67,7 @@ async def timeline(request: web.Request) -> web.Response:
     axis = _axis(first, last, params.interval)
     names = query.publications or tuple(sorted({d.publication for d in days}))
     text = None
-    if rows:
+    if rows and not topic:
         text = (await store.display_texts([(query.label, query.key)]))[query.label, query.key]
     answer = Timeline(
         label=query.label,

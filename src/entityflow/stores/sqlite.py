@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 
@@ -26,11 +26,13 @@ from entityflow.models import (
     PublicationSummary,
     StoredPost,
     TimelineQuery,
+    TopicTotal,
     WriteResult,
 )
-from entityflow.stores import sqlite_reads
+from entityflow.stores import sqlite_reads, sqlite_rollups, sqlite_topics
 from entityflow.stores.aggregate import Increments
-from entityflow.stores.base import StoreError
+from entityflow.stores.base import Progress, StoreError
+from entityflow.topics import TopicRule
 
 T = TypeVar("T")
 
@@ -70,6 +72,7 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (label, key, text)
     ) WITHOUT ROWID;
     """,
+    sqlite_rollups.MIGRATION,
     sqlite_reads.STORIES_MIGRATION,
 )
 
@@ -132,14 +135,11 @@ class SQLiteStore:
     async def get_post(self, post_id: str) -> StoredPost | None:
         def query(db: sqlite3.Connection) -> StoredPost | None:
             row = db.execute(
-                "SELECT id, publication, date, entities, title, url, author, published_at"
-                " FROM posts WHERE id = ?",
+                "SELECT id, publication, date, entities, topics, title, url, author,"
+                " published_at FROM posts WHERE id = ?",
                 (post_id,),
             ).fetchone()
-            if row is None:
-                return None
-            entities = tuple(EntityCount(*item) for item in orjson.loads(row[3]))
-            return StoredPost(row[0], row[1], row[2], entities, *row[4:])
+            return None if row is None else sqlite_topics.stored_post(row)
 
         return await self._on(self._readers, query)
 
@@ -193,6 +193,54 @@ class SQLiteStore:
             self._readers, lambda db: sqlite_reads.search_entities(db, needle, limit)
         )
 
+    async def cached_results(self, keys: Collection[str]) -> dict[str, tuple[EntityCount, ...]]:
+        wanted = list(keys)
+
+        def query(db: sqlite3.Connection) -> dict[str, tuple[EntityCount, ...]]:
+            found = {}
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(
+                    f"SELECT key, entities FROM nlp_cache WHERE key IN ({marks})", chunk
+                )
+                for key, blob in rows:
+                    found[key] = tuple(EntityCount(*item) for item in orjson.loads(blob))
+            return found
+
+        return await self._on(self._readers, query)
+
+    async def cache_results(self, results: Mapping[str, tuple[EntityCount, ...]]) -> None:
+        rows = [
+            (key, orjson.dumps([(e.label, e.key, e.text, e.count) for e in entities]))
+            for key, entities in results.items()
+        ]
+
+        def write(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.executemany("INSERT OR IGNORE INTO nlp_cache VALUES (?, ?)", rows)
+
+        await self._on(self._writer, write)
+
+    async def top_topics(self, query: EntityQuery) -> list[TopicTotal]:
+        return await self._on(self._readers, lambda db: sqlite_topics.top_topics(db, query))
+
+    async def topic_daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
+        return await self._on(self._readers, lambda db: sqlite_topics.daily_counts(db, query))
+
+    async def topics_version(self) -> str | None:
+        return await self._on(self._readers, sqlite_topics.version)
+
+    async def recount_topics(self, rule: TopicRule, progress: Progress) -> int:
+        """One transaction: a writer beside it waits, and nothing is ever half recounted."""
+
+        def run(db: sqlite3.Connection) -> int:
+            progress(0, sqlite_topics.posts_total(db))
+            with _transaction(db):
+                return sqlite_topics.recount(db, rule, lambda n: progress(n, None))
+
+        return await self._on(self._writer, run)
+
     # The rest runs on the store's threads.
 
     def _connection(self) -> sqlite3.Connection:
@@ -206,6 +254,11 @@ class SQLiteStore:
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.execute("PRAGMA busy_timeout = 10000")
+            # SQLite's default page cache is 2 MiB: a store of millions of count rows then
+            # reads most B-tree pages through a system call each. 32 MiB per connection, and
+            # reads through a memory map of the file (the OS page cache, shared).
+            connection.execute("PRAGMA cache_size = -32768")
+            connection.execute("PRAGMA mmap_size = 1073741824")
             self._local.connection = connection
             with self._lock:
                 self._connections.append(connection)
@@ -234,10 +287,16 @@ class SQLiteStore:
                         transient=False,
                     )
                 if version == len(MIGRATIONS):
+                    # The topic tables need no version of their own: made when missing.
+                    sqlite_topics.ensure_schema(db)
                     return
-                for statement in MIGRATIONS[version].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                if version == 2 and _has_table(db, "publication_days"):
+                    # Issue 14's branch numbered its story tables 2 as well: such a database
+                    # lacks only the roll-ups, so it gets them and is then at version 3.
+                    _run(db, sqlite_rollups.MIGRATION)
+                    db.execute("PRAGMA user_version = 3")
+                    continue
+                _run(db, MIGRATIONS[version])
                 db.execute(f"PRAGMA user_version = {version + 1}")
 
     def _write(self, db: sqlite3.Connection, posts: Sequence[ProcessedPost]) -> WriteResult:
@@ -249,7 +308,9 @@ class SQLiteStore:
                 post = processed.post
                 entities = [(e.label, e.key, e.text, e.count) for e in processed.entities]
                 cursor = db.execute(
-                    "INSERT OR IGNORE INTO posts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO posts (id, publication, date, title, url, author,"
+                    " published_at, accepted_at, entities, topics, topics_version)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         post.id,
                         post.publication,
@@ -260,6 +321,8 @@ class SQLiteStore:
                         post.published_at,
                         post.accepted_at,
                         orjson.dumps(entities),
+                        sqlite_topics.topics_blob(processed.topics),
+                        processed.topics_version or None,
                     ),
                 )
                 if cursor.rowcount == 0:
@@ -294,32 +357,31 @@ class SQLiteStore:
                 " last_date = max(last_date, excluded.last_date)",
                 [(name, *summary) for name, summary in added.publications.items()],
             )
+            sqlite_rollups.write_rollups(db, added)
+            sqlite_topics.add(db, added.topics, added.versions)
             db.executemany(
                 sqlite_reads.ADD_DAY, [(*key, posts_n) for key, posts_n in added.days.items()]
             )
         return WriteResult(stored=tuple(stored), duplicates=tuple(duplicates))
 
     def _top_entities(self, db: sqlite3.Connection, query: EntityQuery) -> list[EntityTotal]:
-        where: list[str] = []
-        params: list[Any] = []
-        if query.labels:
-            where.append(f"label IN ({','.join('?' * len(query.labels))})")
-            params.extend(query.labels)
-        sqlite_reads.add_filters(where, params, query.publications, query.since, query.until)
-        table = "daily" if query.since or query.until else "totals"
-        other = "mentions" if query.sort == "posts" else "posts"
-        sql = (
-            f"SELECT label, key, SUM(posts) AS posts, SUM(mentions) AS mentions FROM {table}"
-            + (f" WHERE {' AND '.join(where)}" if where else "")
-            + f" GROUP BY label, key ORDER BY {query.sort} DESC, {other} DESC, label, key"
-            " LIMIT ?"
-        )
-        rows = db.execute(sql, [*params, query.limit]).fetchall()
+        rows = sqlite_rollups.top_rows(db, query)
         texts = sqlite_reads.display_texts(db, [(label, key) for label, key, _, _ in rows])
         return [
             EntityTotal(label=label, key=key, text=texts[label, key], posts=p, mentions=m)
             for label, key, p, m in rows
         ]
+
+
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    return found.fetchone() is not None
+
+
+def _run(db: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
 
 
 @contextmanager

@@ -25,7 +25,8 @@ export const TITLES = {
   posts: "Stories",
 };
 export const KEY_STORE = "entityflow.apiKey";
-// The API's largest page (the server writes it into the page): the most a "How many" asks.
+// The API's largest page (the server writes it into the page): the most a "How many" asks,
+// and how many entities per publication Compare reads.
 export const MAX_LIMIT = Number(document.body.dataset.maxRows);
 
 export const number = new Intl.NumberFormat();

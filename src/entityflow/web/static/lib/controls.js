@@ -100,6 +100,7 @@ export function formState(form, state) {
   }
   if (data.has("sort")) next.sort = data.get("sort");
   if (data.has("interval")) next.interval = data.get("interval");
+  if (data.has("as")) next.as = data.get("as");
   return next;
 }
 
@@ -124,24 +125,29 @@ export function toolbar(...buttons) {
   return h("div", { class: "toolbar" }, buttons);
 }
 
-/** Horizontal bars: one row per entity, the bar drawn in CSS, both counts in words; the
- * ranking measure is the bold one, and the posts count opens the posts behind it. */
-export function bars(entities, measure, caption, publications, range) {
+/** Horizontal bars: one row per entity or topic, the bar drawn in CSS, both counts in words;
+ * the ranking measure is the bold one. On entities the posts count opens the posts behind
+ * it (a story list is one entity's: a topic's count gathers several, so it is not linked). */
+export function bars(entities, measure, caption, publications, as, aliasesNode, range) {
   const max = Math.max(1, ...entities.map((e) => e[measure]));
   const lead = (name) => (name === measure ? `${name} lead` : name);
   return h("ol", { class: "bars", "aria-label": caption },
     entities.map((e) => h("li", { "data-label": e.label, "data-key": e.key },
       h("span", { class: "who" },
-        h("a", { href: entityHref(e, publications), "data-nav": true, class: "name" }, e.text),
+        h("a", { href: entityHref(e, publications, as), "data-nav": true, class: "name" }, e.text),
         h("span", { class: "chip" }, labelName(e.label))),
       h("span", { class: "bar", "aria-hidden": "true" },
         h("span", { style: `width:${(100 * e[measure]) / max}%` })),
       h("span", { class: "value" },
-        h("a", {
-          href: postsHref(e, publications, range && range.since, range && range.until),
-          "data-nav": true, class: "stories", title: `The posts that mention ${e.text}`,
-        }, numberNode(e.posts, lead("posts")), e.posts === 1 ? " post" : " posts"), " · ",
-        numberNode(e.mentions, lead("mentions")), e.mentions === 1 ? " mention" : " mentions"))));
+        as === "entities"
+          ? h("a", {
+            href: postsHref(e, publications, range && range.since, range && range.until),
+            "data-nav": true, class: "stories", title: `The posts that mention ${e.text}`,
+          }, numberNode(e.posts, lead("posts")), e.posts === 1 ? " post" : " posts")
+          : h("span", {}, numberNode(e.posts, lead("posts")), e.posts === 1 ? " post" : " posts"),
+        " · ",
+        numberNode(e.mentions, lead("mentions")), e.mentions === 1 ? " mention" : " mentions"),
+      aliasesNode ? aliasesNode(e) : null)));
 }
 
 export function rangeText(state) {

@@ -39,23 +39,29 @@ export function csvButton(text, path, entries) {
   }, text);
 }
 
-/** The publications list as CSV, made here: the API has no CSV of it. */
-export function publicationsCsvButton(text, publications) {
+/** A table made here as CSV (the publications list; Compare on topics), in the API's form:
+ * a byte-order mark, CRLF line ends. */
+export function localCsvButton(text, filename, columns, rows) {
   const cell = (value) => {
     const s = value === null || value === undefined ? "" : String(value);
     return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   };
-  const rows = [["name", "posts", "first_date", "last_date"],
-    ...publications.map((p) => [p.name, p.posts, p.first_date, p.last_date])];
   const onclick = () => {
-    const text = "\ufeff" + rows.map((row) => row.map(cell).join(",")).join("\r\n") + "\r\n";
-    const url = URL.createObjectURL(new Blob([text], { type: "text/csv;charset=utf-8" }));
-    const link = h("a", { href: url, download: "entityflow-publications.csv", hidden: true });
+    const lines = [columns, ...rows].map((row) => row.map(cell).join(","));
+    const body = "\ufeff" + lines.join("\r\n") + "\r\n";
+    const url = URL.createObjectURL(new Blob([body], { type: "text/csv;charset=utf-8" }));
+    const link = h("a", { href: url, download: filename, hidden: true });
     document.body.append(link);
     link.click();
     link.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10000);
-    say("Downloaded entityflow-publications.csv");
+    say(`Downloaded ${filename}`);
   };
   return h("button", { type: "button", class: "csv", onclick }, text);
+}
+
+/** The publications list as CSV, made here: the API has no CSV of it. */
+export function publicationsCsvButton(text, publications) {
+  return localCsvButton(text, "entityflow-publications.csv", ["name", "posts", "first_date", "last_date"],
+    publications.map((p) => [p.name, p.posts, p.first_date, p.last_date]));
 }

@@ -21,6 +21,7 @@ export function readState(search) {
     // Other entities on the same chart, as LABEL:key (at most three).
     also: [...new Set(q.getAll("also").filter((a) => KNOWN_LABELS.has(a.split(":")[0]) &&
       a.indexOf(":") > 0))].slice(0, 3),
+    as: q.get("as") === "entities" ? "entities" : "topics",
   };
 }
 
@@ -46,6 +47,7 @@ export function stateQuery(state) {
       ["since", state.since], ["until", state.until], ["also", state.also || []]);
     if (state.sort !== "posts") entries.push(["sort", state.sort]);
   }
+  if (state.as === "entities") entries.push(["as", "entities"]);
   return "?" + params(entries).toString();
 }
 
@@ -55,15 +57,20 @@ export function setUrl(state, replace) {
   const url = stateQuery(state);
   if (url !== location.search) history[replace ? "replaceState" : "pushState"](null, "", url);
   lastUrl[state.view] = url;
-  for (const link of document.querySelectorAll("nav a[data-view]")) {
-    if (lastUrl[link.dataset.view]) link.setAttribute("href", lastUrl[link.dataset.view]);
+  // Topics or entities is one choice for the whole dashboard: every link keeps it.
+  for (const link of document.querySelectorAll("nav a[data-view], a.brand")) {
+    const view = link.dataset.view || "overview";
+    const query = new URLSearchParams(lastUrl[view] || `?view=${view}`);
+    if (state.as === "entities") query.set("as", "entities");
+    else query.delete("as");
+    link.setAttribute("href", "?" + query.toString());
   }
 }
 
-export function entityHref(entity, publications) {
+export function entityHref(entity, publications, as) {
   return stateQuery({
     view: "entity", labels: [entity.label], key: entity.key, publications: publications || [],
-    interval: "week", since: "", until: "", sort: "posts",
+    interval: "week", since: "", until: "", sort: "posts", as: as || "topics",
   });
 }
 

@@ -12,6 +12,8 @@ import {
   labelFieldset, limitField, dateFields, formState, controlsForm, heading, toolbar, labelsText,
   rangeText,
 } from "../lib/controls.js";
+import { showSwitch } from "../lib/topics.js";
+import { topicCompare } from "./compare_topics.js";
 
 const MOST = 10;
 const DAY = 86400000;
@@ -41,6 +43,7 @@ export async function buildCompare(view, state) {
       return [emptyNode(`Pick two to ${MOST} publications`,
         `${names.length} ${names.length === 1 ? "is" : "are"} ticked.`)];
     }
+    if (state.as !== "entities") return topicCompare(state, names, publications);
     const entries = [["publication", names], ["label", state.labels], ["since", state.since],
       ["until", state.until], ["limit", state.limit]];
     const [distinctive, shared] = await Promise.all([
@@ -77,7 +80,7 @@ export async function buildCompare(view, state) {
           type: "checkbox", name: "publication", value: p.name,
           checked: state.publications.includes(p.name),
         }), ` ${p.name}`)))),
-    h("div", { class: "row" }, ...dateFields(state), limitField(state.limit)),
+    h("div", { class: "row" }, ...dateFields(state), limitField(state.limit), showSwitch(state)),
     labelFieldset(state.labels),
   ], (form) => {
     state = formState(form, state);
@@ -128,7 +131,7 @@ function sharedPanel(entities, chosen, state) {
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Entity"),
         names.map((name) => h("th", { scope: "col", class: "num" }, name)))),
       h("tbody", {}, entities.map((e) => h("tr", { "data-label": e.label, "data-key": e.key },
-        h("th", { scope: "row" }, h("a", { href: entityHref(e, names), "data-nav": true }, e.text),
+        h("th", { scope: "row" }, h("a", { href: entityHref(e, names, "entities"), "data-nav": true }, e.text),
           " ", h("span", { class: "chip" }, labelName(e.label))),
         names.map((name) => h("td", { class: "num" }, percentNode(e.share[name]), " ",
           countLink(e, name, state))))))))
@@ -142,7 +145,7 @@ function distinctiveBars(list, name, names, state) {
     const share = e.share[name];
     const others = share - e.lift;
     return h("li", { "data-label": e.label, "data-key": e.key },
-      h("span", { class: "who" }, h("a", { href: entityHref(e, names), "data-nav": true, class: "name" },
+      h("span", { class: "who" }, h("a", { href: entityHref(e, names, "entities"), "data-nav": true, class: "name" },
         e.text), h("span", { class: "chip" }, labelName(e.label))),
       h("span", { class: "bar", "aria-hidden": "true" }, h("span", { style: `width:${(100 * e.lift) / max}%` })),
       h("span", { class: "value" }, percentNode(share), " vs ",

@@ -10,6 +10,7 @@ import { stateQuery, setUrl, entityHref, postsHref } from "../lib/state.js";
 import { route, emptyNode, NO_POSTS, resultsArea, setTitle } from "../lib/frame.js";
 import { dateFields, radios, formState, controlsForm, heading, toolbar, rangeText } from "../lib/controls.js";
 import { findEntities, resolveEntity, suggest } from "../lib/find.js";
+import { topList, timelinePath, showSwitch } from "../lib/topics.js";
 
 const MEASURES = { posts: "posts that mention it", mentions: "mentions", share: "share of its posts" };
 
@@ -21,7 +22,7 @@ export async function buildEntity(view, state) {
     return;
   }
   if (!state.key) {
-    const { entities } = await api("entities", params([["limit", 1], ["label", state.labels]]));
+    const entities = await topList(state, params([["limit", 1], ["label", state.labels]]));
     if (entities.length) state = { ...state, labels: [entities[0].label], key: entities[0].key };
   }
   if (!state.labels.length) state = { ...state, labels: ["PERSON"] };
@@ -50,8 +51,9 @@ export async function buildEntity(view, state) {
       return [["label", id.slice(0, at)], ["key", id.slice(at + 1)]];
     });
     const [body, ...extra] = await Promise.all([entries, ...others.map((entity) =>
-      [...entity, ...entries.slice(2)])].map((query) => api("entities/timeline", params(query))));
-    name = body.text || state.key;
+      [...entity, ...entries.slice(2)])].map((query) => api(timelinePath(state), params(query))));
+    // A topic's timeline has no text: its name is in the topic list.
+    name = body.text || (state.as === "entities" ? "" : await topicName(state)) || state.key;
     title.textContent = name;
     nameInput.value = name;
     setTitle([name, ...extra.map((b) => b.text || b.key)].join(", "));
@@ -99,6 +101,7 @@ export async function buildEntity(view, state) {
         radios("interval", "Per", [["day", "Day"], ["week", "Week"], ["month", "Month"]], state.interval),
         radios("sort", "Show", [["posts", "Posts"], ["mentions", "Mentions"], ["share", "Share of posts"]],
           state.sort),
+        showSwitch(state),
         ...dateFields(state)),
       h("fieldset", { class: "pubs" }, h("legend", {}, "Publications (none ticked: all)"),
         h("div", { class: "checks" }, publications.map((p) => h("label", { class: "check" },
@@ -117,7 +120,7 @@ export async function buildEntity(view, state) {
       next.labels = [found ? found.label : labelSelect.value];
       next.key = found ? found.key : entityKey(typed);
     }
-    if (next.labels[0] !== state.labels[0] || next.key !== state.key) {
+    if (next.labels[0] !== state.labels[0] || next.key !== state.key || next.as !== state.as) {
       history.pushState(null, "", stateQuery(next));
       route({ focus: true });
       return;
@@ -183,7 +186,7 @@ async function timeline(body, state, name, entries, extra = []) {
     toolbar(h("p", { class: "sub" }, `${name}: ${MEASURES[measure]} per ${state.interval}, ` +
       `${rangeText(state)}. Every chart uses the same scale (highest: ${shown(peak, measure)}); ` +
       "publications that never mention it are shown at zero."),
-    csvButton("Download CSV", "entities/timeline", entries)),
+    csvButton("Download CSV", timelinePath(state), entries)),
     extra.length ? legend(labels, state) : null,
     h("ul", { class: "multiples" }, series.map((s) => {
       const summary = `${s.publication}: ${number.format(s.posts)} of its ${number.format(s.published)} posts ` +
@@ -248,4 +251,11 @@ function legend(labels, state) {
       href: stateQuery({ ...state, also: state.also.filter((_, j) => j !== k - 1) }),
       "data-nav": true, class: "remove", "aria-label": `Take ${text} off the chart`,
     }, " ×") : null)));
+}
+
+/** The name of the state's topic, from its kind's top topics (its key when not among them). */
+async function topicName(state) {
+  const known = await topList(state, params([["label", state.labels[0]], ["limit", 200]]));
+  const found = known.find((t) => t.key === state.key && t.label === state.labels[0]);
+  return found ? found.text : "";
 }

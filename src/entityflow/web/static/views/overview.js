@@ -4,8 +4,9 @@ import { number, h, formatDate, dateNode, numberNode } from "../lib/common.js";
 import { csvButton, publicationsCsvButton } from "../lib/csv.js";
 import { api, params } from "../lib/api.js";
 import { readState, stateQuery, setUrl } from "../lib/state.js";
-import { emptyNode, NO_POSTS } from "../lib/frame.js";
-import { heading, bars } from "../lib/controls.js";
+import { emptyNode, NO_POSTS, route } from "../lib/frame.js";
+import { heading, bars, controlsForm, formState } from "../lib/controls.js";
+import { topList, showSwitch, aliasesNode } from "../lib/topics.js";
 
 const OVERVIEW_LIMIT = 20;
 
@@ -13,7 +14,7 @@ export async function buildOverview(view, state) {
   setUrl(state, true);
   const [publications, top] = await Promise.all([
     api("publications"),
-    api("entities", params([["limit", OVERVIEW_LIMIT], ["sort", "posts"]])),
+    topList(state, params([["limit", OVERVIEW_LIMIT], ["sort", "posts"]])),
   ]);
   const posts = publications.reduce((sum, p) => sum + p.posts, 0);
   const firsts = publications.map((p) => p.first_date).filter(Boolean).sort();
@@ -36,19 +37,28 @@ export async function buildOverview(view, state) {
         h("th", { scope: "col" }, "First post"), h("th", { scope: "col" }, "Last post"))),
       h("tbody", {}, publications.map((p) => h("tr", { "data-name": p.name },
         h("th", { scope: "row" }, h("a", {
-          href: stateQuery({ ...readState(""), view: "publication", publications: [p.name] }),
+          href: stateQuery({
+            ...readState(""), view: "publication", publications: [p.name], as: state.as,
+          }),
           "data-nav": true,
         }, p.name)),
         h("td", { class: "num" }, numberNode(p.posts, "posts")),
         h("td", {}, dateNode(p.first_date)), h("td", {}, dateNode(p.last_date)))))))));
-  const entities = top.entities;
-  view.append(h("section", { class: "panel", "aria-labelledby": "top-title" },
+  const entities = top;
+  const what = state.as === "entities" ? "entities" : "topics";
+  const form = controlsForm([h("div", { class: "row" }, showSwitch(state))], (form) => {
+    history.pushState(null, "", stateQuery(formState(form, state)));
+    route({ focus: false });
+  });
+  view.append(form, h("section", { class: "panel", "aria-labelledby": "top-title" },
     h("div", { class: "panel-head" },
-      h("h2", { id: "top-title" }, entities.length === 1 ? "The one entity across all publications"
-        : `Top ${number.format(entities.length)} entities across all publications`),
-      csvButton("Download entities CSV", "entities",
-        [["limit", OVERVIEW_LIMIT], ["sort", "posts"]])),
-    h("p", { class: "sub" }, "Ranked by the number of posts that mention each."),
-    entities.length ? bars(entities, "posts", "Top entities across all publications")
+      h("h2", { id: "top-title" }, entities.length === 1 ? `The one ${what.slice(0, -1)} across all publications`
+        : `Top ${number.format(entities.length)} ${what} across all publications`),
+      csvButton(`Download ${what} CSV`, what, [["limit", OVERVIEW_LIMIT], ["sort", "posts"]])),
+    h("p", { class: "sub" }, "Ranked by the number of posts that mention each." +
+      (state.as === "entities" ? " As spaCy found them: one row per string and kind."
+        : " A topic counts every form of its name (open “forms”); a post once.")),
+    entities.length ? bars(entities, "posts", `Top ${what} across all publications`, undefined,
+      state.as, aliasesNode)
       : emptyNode("No entities yet", "The posts so far mention no entities of the counted kinds.")));
 }

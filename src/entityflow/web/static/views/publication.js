@@ -1,6 +1,6 @@
 // Publication: one publication's top entities.
 
-import { number, h, formatDate, say, slug } from "../lib/common.js";
+import { number, h, formatDate, say } from "../lib/common.js";
 import { csvButton } from "../lib/csv.js";
 import { api, params } from "../lib/api.js";
 import { setUrl } from "../lib/state.js";
@@ -18,6 +18,7 @@ import {
   rangeText,
   labelsText,
 } from "../lib/controls.js";
+import { topList, showSwitch, aliasesNode } from "../lib/topics.js";
 
 export async function buildPublication(view, state) {
   if (state.sort === "share") state = { ...state, sort: "posts" };
@@ -44,8 +45,10 @@ export async function buildPublication(view, state) {
   const { area, refresh } = resultsArea(async () => {
     const query = params([["publication", state.publications[0]], ["label", state.labels],
       ["since", state.since], ["until", state.until], ["limit", state.limit], ["sort", state.sort]]);
-    const { entities } = await api("entities", query);
-    const top = entities.length === 1 ? "The one entity" : `Top ${number.format(entities.length)} entities`;
+    const entities = await topList(state, query);
+    const kind = state.as === "entities" ? "entities" : "topics";
+    const top = entities.length === 1 ? `The one ${kind.slice(0, -1)}`
+      : `Top ${number.format(entities.length)} ${kind}`;
     const what = `${top} in ${state.publications[0]} by ` +
       `${state.sort}; ${labelsText(state.labels).toLowerCase()}, ${rangeText(state)}`;
     say(`${entities.length} entities shown`);
@@ -55,8 +58,8 @@ export async function buildPublication(view, state) {
     }
     return [
       toolbar(h("p", { class: "sub" }, what + "."),
-        csvButton("Download CSV", "entities", query)),
-      bars(entities, state.sort, what, state.publications.slice(0, 1), state),
+        csvButton("Download CSV", kind, query)),
+      bars(entities, state.sort, what, state.publications.slice(0, 1), state.as, aliasesNode, state),
     ];
   });
 
@@ -66,7 +69,8 @@ export async function buildPublication(view, state) {
     h("div", { class: "row" },
       h("div", { class: "field" }, h("label", { for: "publication" }, "Publication"), select),
       ...dateFields(state), limitField(state.limit),
-      radios("sort", "Rank by", [["posts", "Posts"], ["mentions", "Mentions"]], state.sort)),
+      radios("sort", "Rank by", [["posts", "Posts"], ["mentions", "Mentions"]], state.sort),
+      showSwitch(state)),
     labelFieldset(state.labels),
   ], (form) => {
     state = formState(form, state);
