@@ -112,3 +112,4 @@ function distinctiveBars(list, index, names, as) {
     h("data", { value: pct(e.others), class: "others" }, percent.format(e.others)),
     " (", h("data", { value: pct(e.lift), class: "lift" }, `+${points.format(100 * e.lift)} points`), ")",
     h("span", { class: "of" }, ` · ${number.format(e.posts[index])} ${e.posts[index] === 1 ? "post" : "posts"}`)))));
+}
