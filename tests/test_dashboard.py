@@ -469,7 +469,7 @@ async def test_compare_shared_and_distinctive(seeded: Service, open_tab: OpenTab
     calm = next(c for c in candidates if not overlap_warned(*c))
     for pair, since, until in (warn, calm):
         url = f"{seeded.url}/?view=compare&publication={pair[0]}&publication={pair[1]}"
-        other = await open_tab(f"{url}&since={since}&until={until}")
+        other = await open_tab(f"{url}&since={since}&until={until}&as=entities")
         page = other.page
         await matches_api(pair, since, until)
         if (pair, since, until) == warn:
@@ -779,7 +779,7 @@ async def test_search_finds_entities_from_any_view(
 async def test_a_typed_date_is_one_request_and_one_history_entry(
     seeded: Service, open_tab: OpenTab
 ) -> None:
-    tab = await open_tab(seeded.url + "/?view=publication&publication=CNN")
+    tab = await open_tab(seeded.url + "/?view=publication&publication=CNN&as=entities")
     page = tab.page
     assert await page.title() == "CNN · Publication · entityflow"
     before = len([u for u in tab.requests if "/v1/entities" in u])

@@ -36,8 +36,9 @@ function headerSearch() {
     } catch {
       found = null; // The Entity view shows the problem itself.
     }
-    const href = found ? entityHref(found, [])
-      : stateQuery({ ...readState(""), view: "entity", labels: ["PERSON"], key: text });
+    // The search finds entities: their view is on raw entities, as spaCy found them.
+    const href = found ? entityHref(found, [], "entities")
+      : stateQuery({ ...readState(location.search), view: "entity", labels: ["PERSON"], key: text });
     input.value = "";
     history.pushState(null, "", href);
     route({ focus: true });
