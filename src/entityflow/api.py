@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import hmac
-import io
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -18,6 +16,7 @@ from pydantic import ValidationError
 
 from entityflow import openapi
 from entityflow.config import Settings
+from entityflow.csvexport import csv_text
 from entityflow.entities import ALL_LABELS
 from entityflow.metrics import Metrics
 from entityflow.models import EntityQuery, PostIn, PostRecord, TimelineQuery
@@ -114,16 +113,23 @@ METRICS = web.AppKey("metrics", Metrics)
 
 def require_key(request: web.Request) -> None:
     """401 unless X-API-Key matches a configured key (constant-time comparison)."""
-    given = request.headers.get("X-API-Key", "").encode()
+    # Header bytes that are not UTF-8 arrive as surrogate escapes: compare them as the bytes
+    # they were (they match no key) instead of failing to encode them.
+    given = request.headers.get("X-API-Key", "").encode("utf-8", "surrogateescape")
     keys = request.app[SETTINGS].api_keys
     # Compare against every key so the time taken does not tell which one nearly matched.
     matched = False
     for key in keys:
         matched |= hmac.compare_digest(given, key.get_secret_value().encode())
+    if matched:
+        return
+    reason = "missing_api_key" if not given else "invalid_api_key"
+    request.app[METRICS].unauthorized.labels(reason).inc()
+    # Never the key itself: who tried, and where.
+    log.warning("401 %s for %s %s from %s", reason, request.method, request.path, request.remote)
     if not given:
-        raise ApiError(401, "missing_api_key", "this endpoint needs an X-API-Key header")
-    if not matched:
-        raise ApiError(401, "invalid_api_key", "the X-API-Key header does not match any key")
+        raise ApiError(401, reason, "this endpoint needs an X-API-Key header")
+    raise ApiError(401, reason, "the X-API-Key header does not match any key")
 
 
 def _require_read_access(request: web.Request) -> None:
@@ -472,12 +478,8 @@ def _choice(params: Any, name: str, choices: tuple[str, ...]) -> str:
 
 
 def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...], filename: str) -> web.Response:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, columns, lineterminator="\r\n")
-    writer.writeheader()
-    writer.writerows(rows)
     return web.Response(
-        text=buffer.getvalue(),
+        text=csv_text(rows, columns),
         content_type="text/csv",
         charset="utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
@@ -492,14 +494,31 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready when the model is loaded, the store answers and takes writes, and no drain runs;
+    otherwise 503 with `reason` naming the first cause (a full disk, a revoked role...)."""
     pipeline = request.app[PIPELINE]
     checks = {"model": pipeline.pool.ready, "draining": pipeline.draining, "store": True}
+    reasons = []
+    if not checks["model"]:
+        reasons.append("the NLP workers are still loading the model")
+    if checks["draining"]:
+        reasons.append("draining for shutdown")
     try:
         await asyncio.wait_for(request.app[STORE].ping(), 2)
-    except (StoreError, TimeoutError):
+    except StoreError as error:
         checks["store"] = False
-    ready = checks["model"] and checks["store"] and not checks["draining"]
-    return json_response({"ready": ready, **checks}, 200 if ready else 503)
+        reasons.append(f"the store does not answer: {error}")
+    except TimeoutError:
+        checks["store"] = False
+        reasons.append("the store does not answer within 2s")
+    if pipeline.writer.fault is not None:
+        checks["store"] = False
+        reasons.append(f"store writes fail, retrying: {pipeline.writer.fault}")
+    ready = not reasons
+    body: dict[str, Any] = {"ready": ready, **checks}
+    if reasons:
+        body["reason"] = "; ".join(reasons)
+    return json_response(body, 200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

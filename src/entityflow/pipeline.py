@@ -173,6 +173,8 @@ class Pipeline:
         self.pool = pool
         self.queue: asyncio.Queue[_Queued] = asyncio.Queue(settings.queue_size)
         self.pending: dict[str, PostRecord] = {}
+        # Ids whose journal append is in flight, with the outcome their duplicates wait for.
+        self._appending: dict[str, asyncio.Future[None]] = {}
         self.draining = False
         self.processed_total = 0
         self._reserved = 0
@@ -222,7 +224,15 @@ class Pipeline:
         if self.draining:
             self._metrics.rejected.labels("draining").inc(len(posts))
             raise Unavailable("draining", "the service is shutting down", retry_after=5)
-        fresh = list({post.id: post for post in posts if post.id not in self.pending}.values())
+        # An id whose journal append is in flight elsewhere waits for that append's outcome:
+        # its 202 or its failure, never an answer before the fsync that covers it.
+        waits: set[asyncio.Future[None]] = set()
+        fresh: list[PostRecord] = []
+        for post in {post.id: post for post in posts}.values():
+            if post.id in self._appending:
+                waits.add(self._appending[post.id])
+            elif post.id not in self.pending:
+                fresh.append(post)
         if len(fresh) > self.queue.maxsize:
             self._metrics.rejected.labels("batch_exceeds_queue").inc(len(posts))
             # No wait would make room for it: tell the client to send smaller batches.
@@ -238,26 +248,45 @@ class Pipeline:
                 f"the queue is full ({self.queue.maxsize} posts waiting); retry later",
                 retry_after=1,
             )
-        if not fresh:
-            return
+        if fresh:
+            await self._journal_fresh(fresh, len(posts))
+        if waits:
+            try:
+                await asyncio.gather(*(asyncio.shield(wait) for wait in waits))
+            except Unavailable as error:
+                self._metrics.rejected.labels(error.reason).inc(len(posts))
+                raise
+
+    async def _journal_fresh(self, fresh: list[PostRecord], requested: int) -> None:
         # Reserve room while the journal write is in flight so concurrent requests
-        # cannot overfill the queue, and mark the ids pending so a concurrent duplicate
-        # is acknowledged without being queued twice.
+        # cannot overfill the queue.
         self._reserved += len(fresh)
+        outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        outcome.add_done_callback(_retrieve)
         for post in fresh:
-            self.pending[post.id] = post
+            self._appending[post.id] = outcome
         try:
             if self._journal is not None:
                 await self._journal.append(fresh)
         except BaseException as error:
-            for post in fresh:
-                self.pending.pop(post.id, None)
             if isinstance(error, Unavailable):
-                self._metrics.rejected.labels(error.reason).inc(len(posts))
+                self._metrics.rejected.labels(error.reason).inc(requested)
+                outcome.set_exception(error)
+            else:
+                outcome.set_exception(
+                    Unavailable(
+                        "journal_unavailable",
+                        "the request that carried this post first ended; retry",
+                        retry_after=1,
+                    )
+                )
             raise
         finally:
             self._reserved -= len(fresh)
+            for post in fresh:
+                self._appending.pop(post.id, None)
         self._enqueue(fresh)
+        outcome.set_result(None)
         self._metrics.accepted.inc(len(fresh))
 
     async def recover(self, posts: Sequence[PostRecord]) -> None:
@@ -335,6 +364,14 @@ class Pipeline:
             self.processed_total += len(processed)
             if processed:
                 await self.writer.put(processed)
+        except Exception as error:
+            # A bug here must not end the task with its posts pending (and pinning the
+            # journal) forever: they are set aside with the reason, to be replayed.
+            log.exception("a batch of %d posts failed outside NLP", len(batch))
+            await self._set_aside(
+                [item.post for item in batch if item.post.id in self.pending],
+                f"its batch failed: {type(error).__name__}: {error}",
+            )
         finally:
             self._slots.release()
 
@@ -360,6 +397,18 @@ class Pipeline:
                 *await self._extract(posts[:middle], alone=True),
                 *await self._extract(posts[middle:], alone=True),
             ]
+        except Exception as error:
+            # Not a crash: the worker raised (spaCy refused a text, say). Only this batch
+            # failed, so halving it finds the culprit without the pool to itself.
+            if len(posts) == 1:
+                await self._set_aside(posts, f"NLP failed on it: {type(error).__name__}: {error}")
+                return []
+            log.warning("NLP failed on a batch of %d posts (%s); halving it", len(posts), error)
+            middle = len(posts) // 2
+            return [
+                *await self._extract(posts[:middle], alone=alone),
+                *await self._extract(posts[middle:], alone=alone),
+            ]
         self._metrics.nlp_seconds.observe(result.nlp_seconds)
         self._metrics.nlp_cpu_seconds.inc(result.cpu_seconds)
         return [
@@ -380,7 +429,21 @@ class Pipeline:
         lines = b"".join(
             orjson.dumps({"reason": reason, "post": _as_dict(post)}) + b"\n" for post in posts
         )
-        await asyncio.to_thread(_append, self._dead_letter, lines)
+        delay = 0.5
+        while True:
+            try:
+                await asyncio.to_thread(_append, self._dead_letter, lines)
+                break
+            except OSError as error:
+                # The posts stay pending and journaled: nothing is lost, nothing is finished.
+                log.error(
+                    "cannot write the dead-letter file %s (%s); retrying in %.0fs",
+                    self._dead_letter,
+                    error,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
         await self._finish([post.id for post in posts])
 
     async def _finish(self, ids: Sequence[str]) -> None:
@@ -390,13 +453,22 @@ class Pipeline:
             self.pending.pop(post_id, None)
 
 
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark an outcome nobody else waited for as seen (asyncio would log it otherwise)."""
+    if not future.cancelled():
+        future.exception()
+
+
 def _as_dict(post: PostRecord) -> dict[str, Any]:
     return dataclasses.asdict(post)
 
 
 def _append(path: Any, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab") as file:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # The posts' full text: readable by the service's user alone, whatever the umask.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    with open(fd, "ab") as file:
+        os.fchmod(fd, 0o600)
         file.write(data)
         file.flush()
         os.fsync(file.fileno())

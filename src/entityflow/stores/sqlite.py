@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -24,10 +25,12 @@ from entityflow.models import (
     TimelineQuery,
     WriteResult,
 )
+from entityflow.stores import faults
 from entityflow.stores.aggregate import Increments, pick_display_text
 from entityflow.stores.base import StoreError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records how far we are.
 MIGRATIONS: tuple[str, ...] = (
@@ -71,7 +74,34 @@ _ADD_COUNTS = (
     " ON CONFLICT DO UPDATE SET"
     " posts = posts + excluded.posts, mentions = mentions + excluded.mentions"
 )
-_TRANSIENT_MESSAGES = ("database is locked", "database is busy", "disk i/o error")
+# SQLite's primary result codes (sqlite.org/rescode.html), by what they mean for a write.
+_CAUSES = {
+    3: faults.PERMISSION,  # SQLITE_PERM
+    5: faults.LOCKED,  # SQLITE_BUSY
+    6: faults.LOCKED,  # SQLITE_LOCKED
+    7: faults.OUT_OF_MEMORY,  # SQLITE_NOMEM
+    8: faults.READ_ONLY,  # SQLITE_READONLY
+    10: faults.IO_ERROR,  # SQLITE_IOERR
+    11: faults.CORRUPT,  # SQLITE_CORRUPT
+    13: faults.DISK_FULL,  # SQLITE_FULL
+    14: faults.MISSING,  # SQLITE_CANTOPEN
+    15: faults.LOCKED,  # SQLITE_PROTOCOL
+    23: faults.PERMISSION,  # SQLITE_AUTH
+    26: faults.CORRUPT,  # SQLITE_NOTADB
+}
+# The codes one post can cause by itself: its data, not the database, is at fault.
+_POST_CODES = frozenset({18, 19, 20, 25})  # SQLITE_TOOBIG, _CONSTRAINT, _MISMATCH, _RANGE
+
+
+def classify(error: sqlite3.Error | OSError) -> StoreError:
+    """The StoreError for a SQLite or file error, by its result code (never by its text)."""
+    if isinstance(error, OSError):
+        return faults.os_error("sqlite", error)
+    code = getattr(error, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary in _POST_CODES:
+        return faults.post_fault("sqlite", error)
+    return faults.environment("sqlite", _CAUSES.get(primary or 0, faults.UNKNOWN), error)
 
 
 class SQLiteStore:
@@ -183,9 +213,8 @@ class SQLiteStore:
         def call() -> T:
             try:
                 return work(self._connection())
-            except sqlite3.Error as error:
-                transient = any(text in str(error).lower() for text in _TRANSIENT_MESSAGES)
-                raise StoreError(f"sqlite: {error}", transient=transient) from error
+            except (sqlite3.Error, OSError) as error:
+                raise classify(error) from error
 
         return await asyncio.get_running_loop().run_in_executor(pool, call)
 
@@ -311,7 +340,13 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        # On a full disk or an I/O error SQLite has rolled back by itself already; a ROLLBACK
+        # then fails too, and its error must not replace the one that says what happened.
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error as error:
+                log.warning("sqlite: rollback after a failed write failed too: %s", error)
         raise
-    db.execute("COMMIT")

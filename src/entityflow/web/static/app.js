@@ -89,12 +89,18 @@ function slug(text) {
 
 // ---------------------------------------------------------------- CSV
 
+// A text cell that a spreadsheet would run as a formula gets a leading "'" (OWASP "CSV
+// Injection"): the same rule as the API's CSV (src/entityflow/csvexport.py).
+const FORMULA_START = /^[=+\-@\t\r\uFF1D\uFF0B\uFF0D\uFF20]/;
+
+function csvCell(value) {
+  if (value === null || value === undefined) return "";
+  const text = typeof value === "string" && FORMULA_START.test(value) ? `'${value}` : String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
 function csvText(columns, rows) {
-  const cell = (value) => {
-    const text = value === null || value === undefined ? "" : String(value);
-    return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
-  };
-  return [columns, ...rows].map((row) => row.map(cell).join(",")).join("\r\n") + "\r\n";
+  return [columns, ...rows].map((row) => row.map(csvCell).join(",")).join("\r\n") + "\r\n";
 }
 
 function downloadCsv(filename, columns, rows) {
