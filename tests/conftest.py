@@ -26,7 +26,7 @@ from blockbuster import blockbuster_ctx
 from entityflow import api
 from entityflow.config import Settings
 from entityflow.dataset import Article, sample
-from entityflow.server import build_app
+from entityflow.server import build_app, runner_options
 from entityflow.stores.base import Store
 from tests.oracle import Expected, expected_counts
 
@@ -137,7 +137,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 @asynccontextmanager
 async def serve_app(app: web.Application) -> AsyncIterator[str]:
     """Run an aiohttp app on a free port of 127.0.0.1 and give its base URL."""
-    runner = web.AppRunner(app, handle_signals=False)
+    options = runner_options(app[api.SETTINGS]) if api.SETTINGS in app else {}
+    runner = web.AppRunner(app, handle_signals=False, **options)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

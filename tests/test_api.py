@@ -179,7 +179,7 @@ async def test_wrong_key(service: ServiceFactory) -> None:
 
 async def test_any_configured_key_works(service: ServiceFactory) -> None:
     async with (
-        service(api_keys=f"other-key,{API_KEY}") as svc,
+        service(api_keys=f"other-key-0123456789,{API_KEY}") as svc,
         await svc.post("/v1/posts", GOOD) as response,
     ):
         assert response.status == 202
@@ -383,6 +383,7 @@ async def test_timeline(service: ServiceFactory) -> None:
             "label": "GPE",
             "key": "london",
             "interval": "month",
+            "omitted": 0,
             "series": [
                 {
                     "publication": "BBC",

@@ -37,9 +37,12 @@ def test_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 
 def test_api_keys_never_show_in_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ENTITYFLOW_API_KEYS", "alpha-secret, beta-secret")
+    monkeypatch.setenv("ENTITYFLOW_API_KEYS", "alpha-secret-0123456, beta-secret-0123456")
     settings = Settings()
-    assert [key.get_secret_value() for key in settings.api_keys] == ["alpha-secret", "beta-secret"]
+    assert [key.get_secret_value() for key in settings.api_keys] == [
+        "alpha-secret-0123456",
+        "beta-secret-0123456",
+    ]
     assert "secret" not in repr(settings) and "secret" not in str(settings.model_dump())
 
 

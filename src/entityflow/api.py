@@ -7,14 +7,14 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from entityflow import openapi
+from entityflow import bodies, openapi
 from entityflow.config import Settings
 from entityflow.csvexport import csv_text
 from entityflow.entities import ALL_LABELS
@@ -24,10 +24,13 @@ from entityflow.pipeline import BatchTooLarge, Pipeline, Unavailable
 from entityflow.stores.base import Store, StoreError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_BATCH = 1000
 # Most points a timeline series may have (ten years of days).
 MAX_POINTS = 3660
+# Most series a timeline returns (one per publication).
+MAX_SERIES = 50
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -62,6 +65,7 @@ def error_response(error: ApiError) -> web.Response:
 
 _HTTP_CODES = {
     400: "bad_request",
+    408: "body_timeout",
     404: "not_found",
     405: "method_not_allowed",
     413: "body_too_large",
@@ -143,7 +147,9 @@ def _require_read_access(request: web.Request) -> None:
 async def post_one(request: web.Request) -> web.Response:
     require_key(request)
     _require_content_type(request, (JSON,))
-    data = await _read_json(request)
+    body = await _read_body(request)
+    # Refused unparsed: an array is never one post, and could be millions of items.
+    data = None if body.lstrip()[:1] == b"[" else _parse(body, max_items=1)
     if not isinstance(data, dict):
         raise ApiError(422, "validation_error", "the body must be a JSON object (one post)")
     record, errors = _validate(request, data, datetime.now(UTC))
@@ -157,18 +163,23 @@ async def post_one(request: web.Request) -> web.Response:
 async def post_batch(request: web.Request) -> web.Response:
     require_key(request)
     kind = _require_content_type(request, (JSON, NDJSON))
+    settings = request.app[SETTINGS]
+    _check_length(request)
     if kind == NDJSON:
-        items = _read_ndjson(await request.read())
+        items = await _body(
+            bodies.read_ndjson(
+                request.content,
+                max_items=MAX_BATCH,
+                max_bytes=settings.max_body_bytes,
+                timeout=settings.body_timeout,
+            )
+        )
     else:
-        items = await _read_json(request)
+        items = _parse(await _read_body(request), max_items=MAX_BATCH)
         if not isinstance(items, list):
             raise ApiError(422, "validation_error", "the body must be a JSON array of posts")
     if not items:
         raise ApiError(422, "validation_error", "the batch is empty")
-    if len(items) > MAX_BATCH:
-        raise ApiError(
-            422, "batch_too_large", f"a batch holds at most {MAX_BATCH} posts, not {len(items)}"
-        )
     now = datetime.now(UTC)
     records: list[PostRecord] = []
     problems: list[dict[str, Any]] = []
@@ -205,26 +216,32 @@ def _require_content_type(request: web.Request, allowed: tuple[str, ...]) -> str
     return request.content_type
 
 
-async def _read_json(request: web.Request) -> Any:
-    body = await request.read()
+def _check_length(request: web.Request) -> None:
+    limit = request.app[SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "body_too_large", f"request body is larger than {limit} bytes")
+
+
+async def _read_body(request: web.Request) -> bytes:
+    settings = request.app[SETTINGS]
+    _check_length(request)
+    return await _body(
+        bodies.read_body(request.content, settings.max_body_bytes, settings.body_timeout)
+    )
+
+
+async def _body(reading: Awaitable[T]) -> T:
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {error}") from None
+        return await reading
+    except bodies.BodyError as error:
+        raise ApiError(error.status, error.code, error.message) from None
 
 
-def _read_ndjson(body: bytes) -> list[Any]:
-    items = []
-    for number, line in enumerate(body.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            items.append(orjson.loads(line))
-        except orjson.JSONDecodeError as error:
-            raise ApiError(
-                400, "malformed_json", f"line {number} is not valid JSON: {error}"
-            ) from None
-    return items
+def _parse(body: bytes, *, max_items: int) -> Any:
+    try:
+        return bodies.parse_json(body, max_items=max_items)
+    except bodies.BodyError as error:
+        raise ApiError(error.status, error.code, error.message) from None
 
 
 def _validate(
@@ -344,7 +361,7 @@ async def timeline(request: web.Request) -> web.Response:
     first = query.since or (min(r.date for r in rows) if rows else None)
     last = query.until or (max(r.date for r in rows) if rows else None)
     axis = _axis(first, last, interval)
-    names = query.publications or tuple(sorted(buckets))
+    names, omitted = _series_names(query.publications, buckets)
     series = [
         {
             "publication": name,
@@ -360,8 +377,30 @@ async def timeline(request: web.Request) -> web.Response:
         for name in names
     ]
     return json_response(
-        {"label": query.label, "key": query.key, "interval": interval, "series": series}
+        {
+            "label": query.label,
+            "key": query.key,
+            "interval": interval,
+            "omitted": omitted,
+            "series": series,
+        }
     )
+
+
+def _series_names(
+    wanted: tuple[str, ...], buckets: dict[str, dict[str, list[int]]]
+) -> tuple[tuple[str, ...], int]:
+    """The publications a timeline draws, at most MAX_SERIES, and how many were left out.
+
+    Named ones beyond the cap are refused; without names, the most mentioning ones are kept.
+    """
+    if len(wanted) > MAX_SERIES:
+        raise _bad_param("publication", f"names {len(wanted)} publications; at most {MAX_SERIES}")
+    if wanted:
+        return wanted, 0
+    mentions = {name: sum(c[1] for c in counts.values()) for name, counts in buckets.items()}
+    kept = sorted(mentions, key=lambda name: (-mentions[name], name))[:MAX_SERIES]
+    return tuple(sorted(kept)), len(mentions) - len(kept)
 
 
 def bucket_start(day: date, interval: str) -> date:

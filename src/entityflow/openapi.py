@@ -30,6 +30,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         400: "Malformed JSON",
         401: "Missing or wrong X-API-Key",
         404: "Not found",
+        408: "The request body did not arrive within ENTITYFLOW_BODY_TIMEOUT",
         413: "Body too large, or a batch larger than the whole queue",
         415: "Wrong Content-Type",
         422: "Validation error: which field, why",
@@ -132,7 +133,7 @@ def document(settings: Settings) -> dict[str, Any]:
                             },
                             "Accepted: the post will be counted once",
                         ),
-                        **_errors(400, 401, 413, 415, 422, 503),
+                        **_errors(400, 401, 408, 413, 415, 422, 503),
                     },
                 }
             },
@@ -161,7 +162,7 @@ def document(settings: Settings) -> dict[str, Any]:
                             },
                             "Accepted",
                         ),
-                        **_errors(400, 401, 413, 415, 422, 503),
+                        **_errors(400, 401, 408, 413, 415, 422, 503),
                     },
                 }
             },
@@ -298,6 +299,10 @@ def document(settings: Settings) -> dict[str, Any]:
                                     "label": {"type": "string"},
                                     "key": {"type": "string"},
                                     "interval": {"enum": ["day", "week", "month"]},
+                                    "omitted": {
+                                        "type": "integer",
+                                        "description": "Publications left out past the cap",
+                                    },
                                     "series": {
                                         "type": "array",
                                         "items": {

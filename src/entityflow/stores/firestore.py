@@ -33,8 +33,8 @@ from entityflow.models import (
     TimelineQuery,
     WriteResult,
 )
-from entityflow.stores.aggregate import Increments, increments, pick_display_text
 from entityflow.stores import faults
+from entityflow.stores.aggregate import Increments, increments, pick_display_text
 from entityflow.stores.base import StoreError
 
 T = TypeVar("T")
@@ -76,6 +76,7 @@ def classify(error: Exception) -> StoreError:
         return faults.post_fault("firestore", error)
     cause = next((cause for kind, cause in CAUSES if isinstance(error, kind)), faults.UNKNOWN)
     return faults.environment("firestore", cause, error)
+
 
 POSTS, COUNTS, FORMS, PUBLICATIONS = "posts", "counts", "forms", "publications"
 
