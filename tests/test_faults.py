@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from entityflow import api
 from entityflow.dataset import Article
 from entityflow.models import EntityCount, PostRecord, ProcessedPost
 from entityflow.server import JOURNAL, SECURITY_HEADERS
+from entityflow.stores.sqlite import SQLiteStore
 from tests.conftest import API_KEY, Service, ServiceFactory
 from tests.oracle import Expected
 from tests.test_durability import assert_counted_once
@@ -84,20 +85,19 @@ def fill(directory: Path) -> Path:
     return filler
 
 
-@pytest.mark.parametrize("fault", ["disk_full", "read_only"])
-async def test_a_database_disk_fault_is_waited_out_and_nothing_is_lost(
+async def test_a_full_database_disk_is_waited_out_and_nothing_is_lost(
     service: ServiceFactory,
     articles: list[Article],
     expected: Callable[..., Expected],
     tmpfs: Callable[[str, str], Path],
     tmp_path: Path,
-    fault: str,
 ) -> None:
+    fault = "disk_full"
     disk = tmpfs("db", "16m")
     chosen = articles[:40]
     expect = expected(chosen)
     small = {"queue_size": 4, "batch_size": 2, "flush_interval": 0.05}
-    async with service(store=None, **small, **{"store": f"sqlite:///{disk}/e.db"}) as svc:
+    async with service(SQLiteStore(disk / "e.db"), **small) as svc:
         accepted: list[str] = []
         refused: list[dict[str, Any]] = []
 
@@ -113,30 +113,38 @@ async def test_a_database_disk_fault_is_waited_out_and_nothing_is_lost(
         for article in chosen[:8]:
             await send(article)
         await svc.wait_processed()
-        if fault == "disk_full":
-            filler = await asyncio.to_thread(fill, disk)
-        else:
-            await asyncio.to_thread(remount, disk, "ro")
-        for article in chosen[8:]:
+        stored_before = len(accepted)
+        filler = await asyncio.to_thread(fill, disk)
+        for article in chosen[8:20]:
             await send(article)
-        assert refused, "writes never got 503"
-        # The service keeps answering: reads work, /readyz names the cause, so does a metric.
+        # /readyz names the cause once a write has failed, and so does a metric.
+        deadline = time.monotonic() + 60
+        while True:
+            async with await svc.get("/readyz") as response:
+                if response.status == 503:
+                    assert fault in (await response.json())["reason"]
+                    break
+            assert time.monotonic() < deadline, "/readyz never named the fault"
+            await asyncio.sleep(0.1)
+        # The service keeps answering: reads 200, writes 503 once the queue is full.
         publications = await svc.get_json("/v1/publications")
-        assert sum(p["posts"] for p in publications) == 8
-        async with await svc.get("/readyz") as response:
-            assert response.status == 503
-            assert fault in (await response.json())["reason"]
+        assert sum(p["posts"] for p in publications) == stored_before
+        before = len(refused)
+        for article in chosen[20:]:
+            await send(article)
+        assert len(refused) > before, "writes never got 503"
         registry = svc.app[api.METRICS].registry
         assert registry.get_sample_value("entityflow_store_fault", {"cause": fault}) == 1
         # The disk takes writes again: every 202 is counted, then the refused posts too.
-        if fault == "disk_full":
-            await asyncio.to_thread(filler.unlink)
-        else:
-            await asyncio.to_thread(remount, disk, "rw")
+        await asyncio.to_thread(filler.unlink)
         await svc.wait_processed()
-        for post in refused:
-            async with await svc.post("/v1/posts", post) as response:
-                assert response.status == 202, await response.text()
+        for post in refused:  # as a client does: again after Retry-After
+            while True:
+                async with await svc.post("/v1/posts", post) as response:
+                    if response.status == 202:
+                        break
+                    assert response.status == 503, await response.text()
+                await asyncio.sleep(0.2)
         await svc.wait_processed()
         await assert_counted_once(svc.url, chosen, expect)
         async with await svc.get("/readyz") as response:
@@ -146,8 +154,111 @@ async def test_a_database_disk_fault_is_waited_out_and_nothing_is_lost(
     assert not dead_letter.exists() or not dead_letter.read_bytes()
 
 
-def remount(point: Path, mode: str) -> None:
-    subprocess.run(["mount", "-o", f"remount,{mode}", str(point)], check=True)
+class Ext4:
+    """A real ext4 file system on a loop device, mounted errors=remount-ro."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.image, self.point = tmp_path / "ext4.img", tmp_path / "ext4"
+
+    def mount(self) -> None:
+        self.point.mkdir(exist_ok=True)
+        run("mount", "-o", "loop,errors=remount-ro", str(self.image), str(self.point))
+
+    def fail(self) -> None:
+        """What the kernel does on a metadata error: the file system turns read-only at once,
+        under the open files (a plain `remount,ro` is refused while files are open for
+        writing)."""
+        device = next(
+            line.split()[0]
+            for line in Path("/proc/mounts").read_text().splitlines()
+            if line.split()[1] == str(self.point)
+        )
+        Path(f"/sys/fs/ext4/{Path(device).name}/trigger_fs_error").write_text("test fault\n")
+
+    def repair(self) -> None:
+        """As an operator does: unmount, fsck, mount read-write again."""
+        run("umount", str(self.point))
+        subprocess.run(["e2fsck", "-fy", str(self.image)], capture_output=True, check=False)
+        self.mount()
+
+
+def run(*command: str) -> None:
+    done = subprocess.run(command, capture_output=True, check=False)
+    if done.returncode != 0:
+        raise OSError(f"{' '.join(command)}: {done.stderr.decode().strip()}")
+
+
+@pytest.fixture
+def ext4(tmp_path: Path) -> Iterator[Ext4]:
+    disk = Ext4(tmp_path)
+    try:
+        with open(disk.image, "wb") as image:
+            image.truncate(32 * 1024 * 1024)
+        run("mkfs.ext4", "-q", str(disk.image))
+        disk.mount()
+    except OSError as error:
+        pytest.skip(f"no loop-mounted ext4 here: {error}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk.point)], check=False)
+
+
+async def test_a_database_disk_turned_read_only_loses_nothing(
+    service: ServiceFactory,
+    articles: list[Article],
+    expected: Callable[..., Expected],
+    ext4: Ext4,
+    tmp_path: Path,
+) -> None:
+    chosen = articles[:24]
+    expect = expected(chosen)
+    small = {"queue_size": 4, "batch_size": 2, "drain_timeout": 1}
+    accepted: list[str] = []
+    refused: list[dict[str, Any]] = []
+    async with service(SQLiteStore(ext4.point / "e.db"), **small) as svc:
+
+        async def send(article: Article) -> None:
+            async with await svc.post("/v1/posts", article.as_post()) as response:
+                if response.status == 202:
+                    accepted.append(article.id)
+                    return
+                assert response.status == 503, await response.text()
+                refused.append(article.as_post())
+
+        for article in chosen[:6]:
+            await send(article)
+        await svc.wait_processed()
+        stored_before = len(accepted)
+        await asyncio.to_thread(ext4.fail)
+        for article in chosen[6:14]:
+            await send(article)
+        deadline = time.monotonic() + 60
+        while True:
+            async with await svc.get("/readyz") as response:
+                if response.status == 503:
+                    reason = (await response.json())["reason"]
+                    assert "read_only" in reason, reason
+                    break
+            assert time.monotonic() < deadline, "/readyz never named the fault"
+            await asyncio.sleep(0.1)
+        publications = await svc.get_json("/v1/publications")
+        assert sum(p["posts"] for p in publications) == stored_before
+        before = len(refused)
+        for article in chosen[14:]:
+            await send(article)
+        assert len(refused) > before, "writes never got 503"
+        # Nothing was set aside: the posts wait in the journal (on another disk).
+        assert svc.pipeline.pending
+    dead_letter = tmp_path / "dead-letter.ndjson"
+    assert not dead_letter.exists() or not dead_letter.read_bytes()
+    # The operator repairs the disk and starts the service again: the journal replays.
+    await asyncio.to_thread(ext4.repair)
+    async with service(SQLiteStore(ext4.point / "e.db")) as svc:
+        for post in refused:
+            async with await svc.post("/v1/posts", post) as response:
+                assert response.status == 202, await response.text()
+        await svc.wait_processed()
+        await assert_counted_once(svc.url, chosen, expect)
+    assert not dead_letter.exists() or not dead_letter.read_bytes()
 
 
 # 3. One outcome per id
@@ -247,7 +358,7 @@ async def test_hostile_bytes_get_their_4xx_and_no_traceback(
 # 6. CSV cells never begin with a formula character
 
 
-FORMULAS = ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tTab", "\rCR"]
+FORMULAS = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tTab", "\rCR"]
 
 
 async def seed_formulas(svc: Service) -> None:
@@ -306,9 +417,7 @@ async def test_slow_and_idle_connections_are_closed_within_the_limits(
         # Every response carries the security headers, errors included.
         async with await svc.get("/nowhere") as response:
             assert response.status == 404
-            assert {name: response.headers[name] for name in SECURITY_HEADERS} == (
-                SECURITY_HEADERS
-            )
+            assert {name: response.headers[name] for name in SECURITY_HEADERS} == (SECURITY_HEADERS)
 
 
 # 9. Limits are enforced while parsing

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -93,15 +94,41 @@ _CAUSES = {
 _POST_CODES = frozenset({18, 19, 20, 25})  # SQLITE_TOOBIG, _CONSTRAINT, _MISMATCH, _RANGE
 
 
-def classify(error: sqlite3.Error | OSError) -> StoreError:
-    """The StoreError for a SQLite or file error, by its result code (never by its text)."""
+def classify(error: sqlite3.Error | OSError, path: Path | None = None) -> StoreError:
+    """The StoreError for a SQLite or file error, by its result code (never by its text).
+
+    SQLite reports a write refused by the file system as a plain I/O error; the file system
+    of `path` then tells whether it has turned read-only or is full.
+    """
     if isinstance(error, OSError):
         return faults.os_error("sqlite", error)
     code = getattr(error, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None
     if primary in _POST_CODES:
         return faults.post_fault("sqlite", error)
-    return faults.environment("sqlite", _CAUSES.get(primary or 0, faults.UNKNOWN), error)
+    cause = _CAUSES.get(primary or 0, faults.UNKNOWN)
+    if cause == faults.IO_ERROR and path is not None:
+        cause = _file_system_state(path) or cause
+    return faults.environment("sqlite", cause, error)
+
+
+def _file_system_state(path: Path) -> str | None:
+    """Why the file system of `path` refuses writes, found by trying one (None: it takes it).
+
+    statvfs misses a file system the kernel turned read-only after an error (ext4's
+    errors=remount-ro), so a real write asks it.
+    """
+    probe = path.with_name(f".{path.name}.probe")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, b"probe")
+        finally:
+            os.close(fd)
+            probe.unlink(missing_ok=True)
+    except OSError as error:
+        return faults.os_error("sqlite", error).cause
+    return None
 
 
 class SQLiteStore:
@@ -202,7 +229,11 @@ class SQLiteStore:
                 self.path, timeout=10, isolation_level=None, check_same_thread=False
             )
             connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")
+            # FULL: each commit is fsynced before the journal marks its posts done and drops
+            # them. NORMAL would leave the last commits in the page cache, lost with a power
+            # cut or a disk turned read-only (tests/test_faults.py), after their journal
+            # records were gone. The writer commits a batch at a time: one sync per flush.
+            connection.execute("PRAGMA synchronous = FULL")
             connection.execute("PRAGMA busy_timeout = 10000")
             self._local.connection = connection
             with self._lock:
@@ -214,7 +245,7 @@ class SQLiteStore:
             try:
                 return work(self._connection())
             except (sqlite3.Error, OSError) as error:
-                raise classify(error) from error
+                raise classify(error, self.path) from error
 
         return await asyncio.get_running_loop().run_in_executor(pool, call)
 
