@@ -15,21 +15,27 @@ import subprocess
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from google.api_core import exceptions as google_errors
 
 from entityflow import api
 from entityflow.dataset import Article
-from entityflow.models import EntityCount, PostRecord, ProcessedPost
+from entityflow.metrics import Metrics
+from entityflow.models import EntityCount, EntityQuery, PostRecord, ProcessedPost
 from entityflow.server import JOURNAL, SECURITY_HEADERS
+from entityflow.stores.firestore import FirestoreStore
 from entityflow.stores.sqlite import SQLiteStore
+from entityflow.writer import Writer
 from tests.conftest import API_KEY, Service, ServiceFactory
+from tests.firestore_emulator import Emulator
 from tests.oracle import Expected
 from tests.test_durability import assert_counted_once
+from tests.test_stores import POSTS, reference_top
 
 
 async def raw(url: str, data: bytes, *, wait: float = 10) -> bytes:
@@ -457,3 +463,101 @@ async def test_a_batch_over_1000_items_is_refused_while_it_is_parsed(
         array_peak / 2**20,
     )
     print(f"\npeak: ndjson {ndjson_peak / 2**20:.1f} MiB, array {array_peak / 2**20:.1f} MiB")
+
+
+# 2. The same classification on Firestore: the client library's real exception types
+
+
+class FailingFirestore(FirestoreStore):
+    """The real store on the emulator; its next `failures` commits raise `error` first."""
+
+    def __init__(self, error: Exception, failures: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.error, self.failures = error, failures
+
+    async def _commit(self, group: Sequence[ProcessedPost]) -> None:
+        if self.failures:
+            self.failures -= 1
+            await self._call(self._raise())
+        await super()._commit(group)
+
+    async def _raise(self) -> None:
+        raise self.error
+
+
+@pytest.mark.firestore
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        (google_errors.PermissionDenied("missing role datastore.user"), "permission"),
+        (google_errors.Unauthenticated("token expired"), "unauthenticated"),
+        (google_errors.NotFound("database (default) does not exist"), "missing_database"),
+        (google_errors.ServiceUnavailable("connection reset"), "unavailable"),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else None,
+)
+async def test_firestore_configuration_errors_are_retried_not_set_aside(
+    firestore: Emulator, error: Exception, cause: str
+) -> None:
+    store = FailingFirestore(error, 6, project=firestore.project, timeout=5.0)
+    await store.open()
+    finished: list[tuple[list[str], str | None]] = []
+
+    async def done(batch: Sequence[ProcessedPost], failure: str | None) -> None:
+        finished.append(([p.post.id for p in batch], failure))
+
+    metrics = Metrics()
+    writer = Writer(store, metrics, batch_size=10, flush_interval=0.01, on_done=done)
+    writer._max_backoff = 0.05
+    task = asyncio.create_task(writer.run())
+    try:
+        await writer.put(POSTS[:20])
+        while writer.fault is None:
+            await asyncio.sleep(0.005)
+        assert cause in writer.fault and str(error) in writer.fault
+        assert metrics.registry.get_sample_value("entityflow_store_fault", {"cause": cause}) == 1
+        async with asyncio.timeout(60):
+            while sum(len(ids) for ids, _ in finished) < 20:
+                await asyncio.sleep(0.01)
+        assert all(failure is None for _, failure in finished), finished
+        assert writer.fault is None
+        query = EntityQuery(limit=1000)
+        assert await store.top_entities(query) == reference_top(POSTS[:20], query)
+    finally:
+        await writer.close()
+        await asyncio.wait_for(task, 10)
+        await store.close()
+
+
+@pytest.mark.firestore
+async def test_firestore_refusing_one_post_sets_aside_that_post_alone(firestore: Emulator) -> None:
+    class RefusesOne(FailingFirestore):
+        async def _commit(self, group: Sequence[ProcessedPost]) -> None:
+            if any(p.post.id == POSTS[3].post.id for p in group):
+                await self._call(self._raise())
+            await super()._commit(group)
+
+    error = google_errors.InvalidArgument("document too large")
+    store = RefusesOne(error, 0, project=firestore.project, timeout=5.0)
+    await store.open()
+    finished: list[tuple[list[str], str | None]] = []
+
+    async def done(batch: Sequence[ProcessedPost], failure: str | None) -> None:
+        finished.append(([p.post.id for p in batch], failure))
+
+    writer = Writer(store, Metrics(), batch_size=8, flush_interval=0.01, on_done=done)
+    task = asyncio.create_task(writer.run())
+    try:
+        await writer.put(POSTS[:8])
+        async with asyncio.timeout(60):
+            while sum(len(ids) for ids, _ in finished) < 8:
+                await asyncio.sleep(0.01)
+        refused = [ids for ids, failure in finished if failure is not None]
+        assert refused == [[POSTS[3].post.id]]
+        kept = [p for p in POSTS[:8] if p is not POSTS[3]]
+        query = EntityQuery(limit=1000)
+        assert await store.top_entities(query) == reference_top(kept, query)
+    finally:
+        await writer.close()
+        await asyncio.wait_for(task, 10)
+        await store.close()
