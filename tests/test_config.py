@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import click
@@ -53,3 +54,12 @@ def test_a_created_key_is_kept_private_and_reused(tmp_path: Path) -> None:
     again, created_again = ensure_api_key(Settings(data_dir=tmp_path))
     assert created_again is None
     assert again.api_keys[0].get_secret_value() == created
+
+
+def test_the_data_directory_is_created_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o002)
+    try:
+        ensure_api_key(Settings(data_dir=tmp_path / "new" / "data"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new" / "data").stat().st_mode & 0o777 == 0o700

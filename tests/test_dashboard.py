@@ -25,6 +25,7 @@ from playwright.async_api import Browser, Download, Page, async_playwright
 from entityflow.dataset import Article, articles
 from entityflow.server import build_app
 from tests.conftest import API_KEY, Service, ServiceFactory, make_settings, serve_app
+from tests.test_faults import FORMULAS, seed_formulas
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
@@ -588,3 +589,29 @@ async def test_protected_reads_ask_for_the_key_once_per_tab(
         await other.goto(svc.url + "/")
         await other.get_by_label("API key", exact=True).wait_for()
         tab.assert_clean(console=False)  # Chromium logs each 401 answer as an error
+
+
+async def test_downloads_never_begin_a_cell_with_a_formula(
+    open_tab: OpenTab, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    app = build_app(make_settings(tmp_path_factory.mktemp("formulas")))
+    async with serve_app(app) as url, aiohttp.ClientSession() as http:
+        svc = Service(url, app, http)
+        await seed_formulas(svc)
+        tab = await open_tab(url + "/")
+        publications = rows_of(await download(tab.page, "Download publications CSV"))
+        entities_text = await download(tab.page, "Download entities CSV")
+        entities = rows_of(entities_text)
+        cells = [cell for row in publications + entities for cell in row]
+        assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
+        escaped = sorted("'" + text for text in FORMULAS)
+        assert sorted(row[0] for row in publications[1:]) == escaped
+        assert sorted(row[0] for row in entities[1:]) == escaped
+        # The same rule as the API's CSV, byte for byte; the page shows the true text.
+        async with await svc.get("/v1/entities", params={"limit": "20", "format": "csv"}) as r:
+            assert entities_text == await r.text()
+        shown = await tab.page.eval_on_selector_all(
+            ".view-overview .bars li .name", "items => items.map(i => i.textContent)"
+        )
+        assert sorted(shown) == sorted(FORMULAS)
+        tab.assert_clean()
