@@ -26,9 +26,11 @@ from google.api_core import exceptions as google_errors
 from entityflow import api
 from entityflow.dataset import Article
 from entityflow.metrics import Metrics
-from entityflow.models import EntityCount, EntityQuery, PostRecord, ProcessedPost
+from entityflow.models import EntityCount, EntityQuery, PostRecord, ProcessedPost, WriteResult
 from entityflow.server import JOURNAL, SECURITY_HEADERS
+from entityflow.stores.faults import post_fault
 from entityflow.stores.firestore import FirestoreStore
+from entityflow.stores.memory import MemoryStore
 from entityflow.stores.sqlite import SQLiteStore
 from entityflow.writer import Writer
 from tests.conftest import API_KEY, Service, ServiceFactory
@@ -561,3 +563,41 @@ async def test_firestore_refusing_one_post_sets_aside_that_post_alone(firestore:
         await writer.close()
         await asyncio.wait_for(task, 10)
         await store.close()
+
+
+# More fault classes: a dead-letter file that cannot be written
+
+
+class RefusesBad(MemoryStore):
+    """A store that refuses, by itself, any batch holding the post with id 'bad'."""
+
+    async def write(self, posts: Sequence[ProcessedPost]) -> WriteResult:
+        if any(p.post.id == "bad" for p in posts):
+            raise post_fault("memory", "value too large for this store")
+        return await super().write(posts)
+
+
+async def test_an_unwritable_dead_letter_file_keeps_the_post_pending(
+    service: ServiceFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "dead-letter.ndjson"
+    blocker.mkdir()  # open() now fails with EISDIR, a real OSError
+    posts = [
+        {"id": "bad", "publication": "BBC", "content": "Angela Merkel visited Paris."},
+        {"id": "good", "publication": "BBC", "content": "Emmanuel Macron spoke in Berlin."},
+    ]
+    async with service(RefusesBad()) as svc:
+        async with await svc.post("/v1/posts/batch", posts) as response:
+            assert response.status == 202
+        deadline = time.monotonic() + 60
+        while "cannot write the dead-letter file" not in caplog.text:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert "bad" in svc.pipeline.pending, "the post was dropped"
+        await asyncio.to_thread(blocker.rmdir)
+        await svc.wait_processed()
+        (line,) = (await asyncio.to_thread(blocker.read_bytes)).splitlines()
+        assert orjson.loads(line)["post"]["id"] == "bad"
+        assert (await asyncio.to_thread(blocker.stat)).st_mode & 0o777 == 0o600
+        async with await svc.get("/v1/posts/good") as response:
+            assert response.status == 200

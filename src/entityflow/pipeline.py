@@ -437,7 +437,7 @@ class Pipeline:
             except OSError as error:
                 # The posts stay pending and journaled: nothing is lost, nothing is finished.
                 log.error(
-                    "cannot write the dead-letter file %s (%s); retrying in %.0fs",
+                    "cannot write the dead-letter file %s (%s); retrying in %.1fs",
                     self._dead_letter,
                     error,
                     delay,
