@@ -601,3 +601,24 @@ async def test_an_unwritable_dead_letter_file_keeps_the_post_pending(
         assert (await asyncio.to_thread(blocker.stat)).st_mode & 0o777 == 0o600
         async with await svc.get("/v1/posts/good") as response:
             assert response.status == 200
+
+
+async def test_the_timeline_caps_how_many_series_it_returns(service: ServiceFactory) -> None:
+    posts = [
+        ProcessedPost(
+            PostRecord(id=f"t{n}", publication=f"Pub {n:02d}", content="-", date="2017-03-01"),
+            (EntityCount("GPE", "london", "London", n + 1),),
+        )
+        for n in range(60)
+    ]
+    async with service() as svc:
+        await svc.store.write(posts)
+        params = {"label": "GPE", "key": "london"}
+        body = await svc.get_json("/v1/entities/timeline", params=params)
+        # The 50 that mention it most, and how many were left out.
+        assert [s["publication"] for s in body["series"]] == [f"Pub {n:02d}" for n in range(10, 60)]
+        assert body["omitted"] == 10
+        named = [("publication", f"Pub {n:02d}") for n in range(51)]
+        async with await svc.get("/v1/entities/timeline", params=[*params.items(), *named]) as r:
+            assert r.status == 422
+            assert "at most 50" in (await r.json())["error"]["message"]
