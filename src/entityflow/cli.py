@@ -147,7 +147,7 @@ def check(**flags: Any) -> None:
 
 
 @main.command()
-@click.argument("dataset", type=click.Path(path_type=Path, readable=False))
+@click.argument("dataset", metavar="SOURCE")
 @click.option("--url", envvar="ENTITYFLOW_URL", help="The service [http://HOST:PORT of serve].")
 @click.option("--api-key", envvar="ENTITYFLOW_API_KEY", help="[the key serve keeps].")
 @click.option("--batch-size", envvar="ENTITYFLOW_REPLAY_BATCH_SIZE", type=click.IntRange(1, 1000),
@@ -164,6 +164,8 @@ def check(**flags: Any) -> None:
 @click.option("--column", "columns", envvar="ENTITYFLOW_REPLAY_COLUMNS", multiple=True,
               metavar="FIELD=HEADER", help="Read FIELD (id, title, publication, author, date, "
               "url, content) from column HEADER. Repeat for several.")  # fmt: skip
+@click.option("--member", envvar="ENTITYFLOW_REPLAY_MEMBER",
+              help="The CSV to read in a zip holding several.")  # fmt: skip
 @click.option("--publication", envvar="ENTITYFLOW_REPLAY_PUBLICATION",
               help="Publication of every row (for a file without that column).")  # fmt: skip
 @click.option("--strict", envvar="ENTITYFLOW_REPLAY_STRICT", is_flag=True,
@@ -178,7 +180,7 @@ def check(**flags: Any) -> None:
 @click.option("--json", "as_json", envvar="ENTITYFLOW_REPLAY_JSON", is_flag=True,
               help="Print the summary as JSON.")  # fmt: skip
 def replay(
-    dataset: Path,
+    dataset: str,
     url: str | None,
     api_key: str | None,
     columns: tuple[str, ...],
@@ -188,8 +190,13 @@ def replay(
 ) -> None:
     """Stream a CSV of posts into a running service ("All the News" columns as they are).
 
+    SOURCE is a file, - (stdin), gs://BUCKET/OBJECT or an http(s):// URL; plain, gzip, bzip2,
+    xz or zstd (told by content, not name), or a zip holding one CSV (else --member).
+
     Exit status: 0 every valid row accepted, 1 posts not delivered, 2 bad arguments or an
-    unreadable file, 3 API key refused, 4 service unreachable, 5 a bad row with --strict.
+    unreadable source, 3 API key refused, 4 service unreachable, 5 a bad row with --strict,
+    6 the source broke off part way, 130 stopped by SIGINT or SIGTERM. When it fails, the
+    summary says after which row it stopped: --skip that many rows to resume.
     """
     import json
 
@@ -200,13 +207,14 @@ def replay(
         summary = run_async(
             client.replay(
                 client.ReplayOptions(
-                    path=dataset,
+                    source=dataset,
                     url=url or client.default_url(settings),
                     api_key=api_key or client.find_api_key(settings),
                     columns=client.parse_columns(columns),
                     max_body_bytes=settings.max_body_bytes,
                     max_content_chars=settings.max_content_chars,
                     progress=not quiet and sys.stderr.isatty(),
+                    handle_signals=True,
                     **options,
                 )
             )

@@ -20,6 +20,9 @@ import orjson
 from pydantic import ValidationError
 
 from entityflow.models import PostIn
+from entityflow.sources import READ_ERRORS, DatasetError, describe
+
+__all__ = ["FIELDS", "BadRow", "Chunk", "DatasetError", "Item", "Layout", "Reader"]
 
 # CSV field (the "All the News" header, which `--column` maps) -> post field.
 FIELDS = {
@@ -37,10 +40,6 @@ FIELDS = {
 class BadRow:
     line: int
     reason: str
-
-
-class DatasetError(Exception):
-    """The file cannot be read as posts at all (missing, unreadable, no usable header)."""
 
 
 class _TooLongError(Exception):
@@ -224,6 +223,8 @@ class Chunk:
     rows: int
     skipped: int
     end: bool
+    # Rows (records after the header, skipped ones included) read up to this chunk's last.
+    last_row: int = 0
 
 
 class Reader:
@@ -232,7 +233,7 @@ class Reader:
     def __init__(
         self,
         file: IO[bytes],
-        path: Path,
+        path: Path | str,
         *,
         columns: Mapping[str, str] | None = None,
         publication: str | None = None,
@@ -252,6 +253,9 @@ class Reader:
         self.to_skip = skip
         self.left = limit
         self.carry: Item | None = None
+        self.row = 0
+        # Why the source stopped part way (cut short, damaged, the connection lost), if it did.
+        self.broken: str | None = None
         self.layout = self._header(columns, publication)
 
     def _records(self) -> Iterator[tuple[int, list[str] | str]]:
@@ -284,15 +288,20 @@ class Reader:
                 yield lines.record[0][0], fields
 
     def _header(self, columns: Mapping[str, str] | None, publication: str | None) -> Layout:
-        for line, header in self.records:
-            if any(not is_text(text) for _, text, _ in self.lines.record):
-                raise DatasetError(
-                    f"{self.path} is not a UTF-8 CSV file (compressed? unpack it first)",
-                )
-            if isinstance(header, str):
-                raise DatasetError(f"{self.path}:{line}: bad header: {header}")
-            return Layout(header, columns or {}, publication)
-        raise DatasetError(f"{self.path} is empty; expected a header line")
+        try:
+            first = next(self.records, None)
+        except READ_ERRORS as error:
+            raise DatasetError(f"cannot read {self.path}: {describe(error)}") from None
+        if first is None:
+            raise DatasetError(f"{self.path} is empty; expected a header line")
+        line, header = first
+        if any(not is_text(text) for _, text, _ in self.lines.record):
+            raise DatasetError(
+                f"{self.path} is not a UTF-8 CSV file (nor gzip, bzip2, xz, zstd or zip)",
+            )
+        if isinstance(header, str):
+            raise DatasetError(f"{self.path}:{line}: bad header: {header}")
+        return Layout(header, columns or {}, publication)
 
     def next_chunk(self, stop_at_bad: bool) -> Chunk:
         """The next batch (at most --batch-size posts, at most max_body_bytes as JSON)."""
@@ -303,10 +312,19 @@ class Reader:
             size += len(self.carry.body) + 1
             self.carry = None
         while len(chunk.items) < self.batch_size:
-            record = None if self.left == 0 else next(self.records, None)
+            try:
+                record = None if self.left == 0 else next(self.records, None)
+            except READ_ERRORS as error:
+                # What was read before the damage still goes out; the caller reports it.
+                self.broken = (
+                    f"{self.path}: the source broke off after line {self.lines.number}: "
+                    f"{describe(error)}"
+                )
+                record = None
             if record is None:
                 chunk.end = True
                 break
+            self.row += 1
             if self.to_skip:
                 self.to_skip -= 1
                 chunk.skipped += 1
@@ -324,9 +342,11 @@ class Reader:
                 continue
             if chunk.items and size + len(item.body) + 1 > self.max_body_bytes:
                 self.carry = item
-                break
+                chunk.last_row = self.row - 1
+                return chunk
             chunk.items.append(item)
             size += len(item.body) + 1
+        chunk.last_row = self.row
         return chunk
 
     def _encode(self, line: int, fields: list[str]) -> Item | str:
@@ -356,16 +376,3 @@ def is_text(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return "\x00" not in text
-
-
-def open_dataset(path: Path) -> IO[bytes]:
-    try:
-        return path.open("rb")
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DatasetError(f"{path} is a directory, not a CSV file") from None
-    except PermissionError:
-        raise DatasetError(f"{path}: permission denied, cannot read the file") from None
-    except OSError as error:
-        raise DatasetError(f"cannot read {path}: {error.strerror or error}") from None
