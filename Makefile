@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint format bench clean install-service
+.PHONY: install run test test-fast lint format bench clean install-service openapi
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix src tests scripts benchmarks
 	$(BIN)/ruff format src tests scripts benchmarks
+
+# docs/openapi.json: the API document for the default settings, from the models in api/.
+openapi: install
+	$(BIN)/python -c "from entityflow.openapi import reference; print(reference(), end='')" > docs/openapi.json
 
 bench: install
 	$(BIN)/python benchmarks/run.py

@@ -79,6 +79,7 @@ def test_check_fails_on_bad_settings(tmp_path: Path) -> None:
         (("serve",), {"ENTITYFLOW_PIPELINE": "turbo"}, ("ENTITYFLOW_PIPELINE", "fast", "exact")),
         (("serve",), {"ENTITYFLOW_LABELS": "PERSON,PEOPLE"}, ("ENTITYFLOW_LABELS", "PEOPLE")),
         (("serve", "--store", "mysql://x"), {}, ("ENTITYFLOW_STORE", "unknown store", "mysql")),
+        (("serve", "--store", "memory://"), {}, ("ENTITYFLOW_STORE", "memory://", "tests only")),
         (("serve", "--workers", "0"), {}, ("ENTITYFLOW_WORKERS",)),
         (
             ("serve",),

@@ -21,8 +21,9 @@ import pytest
 
 from entityflow import api
 from entityflow.dataset import Article
+from entityflow.journal import Journal
 from entityflow.models import PostRecord
-from entityflow.spool import HEADER, QUARANTINE_SUFFIX, Spool, scan_segment
+from entityflow.segments import HEADER, QUARANTINE_SUFFIX, scan_segment
 from tests.conftest import API_KEY, ServeProcess, ServiceFactory, children, descendants
 from tests.oracle import Expected
 
@@ -266,12 +267,12 @@ async def test_startup_replays_a_damaged_journal_and_says_what_it_skipped(
         PostRecord(id=a.id, publication=a.publication, content=a.content, date=a.date)
         for a in chosen
     ]
-    spool = Spool(tmp_path / "journal", segment_bytes=1)  # one segment per append
-    await spool.open()
+    journal = Journal(tmp_path / "journal", segment_bytes=1)  # one segment per append
+    await journal.open()
     for record in records:
-        await spool.append([record])
-    await spool.close()
-    segments = spool.segments()
+        await journal.append([record])
+    await journal.close()
+    segments = journal.segments()
     # The last segment loses its tail (power loss mid-write) ...
     os_truncate(segments[-1], segments[-1].stat().st_size - 40)
     # ... and the third has a flipped byte in its only record.

@@ -1,79 +1,78 @@
 """OpenAPI-driven fuzzing: schemathesis generates valid and invalid requests from the service's own
-/v1/openapi.json and sends them to a real `entityflow serve`; no 5xx, every answer as documented.
+/v1/openapi.json and sends them to a real `entityflow serve`; no 5xx, every answer as documented,
+and (with every check on) nothing the document allows refused, nothing it forbids accepted.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import socket
+import subprocess
+import sys
+import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import orjson
 import pytest
 import requests
-import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from tests.conftest import API_KEY, ServeProcess
 
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-]
-# Per operation and mode; with every operation of the API this is well over 1,000 requests.
-EXAMPLES = 130
+# Per operation, for the fuzzing phase; the coverage phase sends its own fixed set.
+CLI_EXAMPLES = 25
+# With every operation of the API, both phases send well over this many requests.
+MIN_CASES = 500
 
 
 @pytest.mark.slow
-def test_generated_requests_get_documented_answers(
-    serve_process: Callable[..., ServeProcess],
+def test_schemathesis_every_check_coverage_and_fuzzing(
+    serve_process: Callable[..., ServeProcess], tmp_path: Path
 ) -> None:
+    """`schemathesis run --checks all` with its coverage and fuzzing phases, as a user would.
+
+    One post is stored first, so the document names a publication a query may use.
+    """
     served = serve_process(ENTITYFLOW_QUEUE_SIZE="200")
-    schema = schemathesis.openapi.from_url(served.url + "/v1/openapi.json")
     http = requests.Session()
-    sent: Counter[str] = Counter()
-    statuses: Counter[int] = Counter()
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-
-            @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(
-                max_examples=EXAMPLES,
-                deadline=None,
-                database=None,
-                derandomize=True,
-                phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
-            def check(case: schemathesis.Case) -> None:
-                headers = {"X-API-Key": API_KEY, **(case.headers or {})}
-                response = case.call(base_url=served.url, session=http, headers=headers)
-                sent[case.operation.label] += 1
-                statuses[response.status_code] += 1
-                case.validate_response(response, checks=CHECKS)
-
-            try:
-                check()
-            except Unsatisfiable:
-                # An operation without parameters or body has nothing to make invalid.
-                assert mode is GenerationMode.NEGATIVE, operation.label
-    statuses.update(send_hostile_bytes(served.url))
-    total = sum(sent.values())
-    assert total >= 1000, f"only {total} requests were generated: {dict(sent)}"
+    post = {"publication": "BBC", "content": "Angela Merkel visited Paris."}
+    answer = http.post(served.url + "/v1/posts", json=post, headers={"X-API-Key": API_KEY})
+    assert answer.status_code == 202, answer.text
+    deadline = time.monotonic() + 60
+    while not http.get(served.url + "/v1/publications").json():
+        assert time.monotonic() < deadline, "the first post was never stored"
+        time.sleep(0.1)
+    command = [
+        str(Path(sys.executable).parent / "schemathesis"),
+        "run",
+        served.url + "/v1/openapi.json",
+        "--checks=all",
+        "--phases=coverage,fuzzing",
+        f"--header=X-API-Key:{API_KEY}",
+        f"--max-examples={CLI_EXAMPLES}",
+        "--seed=1",
+        "--no-shrink",
+        f"--report-dir={tmp_path / 'reports'}",
+    ]
+    root = Path(__file__).parent.parent
+    environment = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks",
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    }
+    # In a temporary directory: schemathesis keeps its own files in the working directory.
+    result = subprocess.run(
+        command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=240
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "No issues found" in result.stdout, result.stdout[-3000:]
+    generated = re.search(r"(\d+) generated", result.stdout)
+    assert generated and int(generated.group(1)) >= MIN_CASES, result.stdout[-3000:]
+    statuses = send_hostile_bytes(served.url)
     assert not [status for status in statuses if status >= 500], dict(statuses)
     assert "unhandled error" not in served.log
 

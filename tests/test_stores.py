@@ -24,7 +24,8 @@ from entityflow.models import (
     TimelineQuery,
     WriteResult,
 )
-from entityflow.stores.base import Store, open_store
+from entityflow.stores import Store, open_store
+from entityflow.stores.memory import MemoryStore
 
 PUBLICATIONS = ("Alpha News", "Beta Times", "Gamma Post")
 # (label, key, surface forms): keys with dots, backticks, Firestore's reserved __x__ names,
@@ -122,12 +123,11 @@ def reference_daily(posts: Sequence[ProcessedPost], query: TimelineQuery) -> lis
 @pytest.fixture(params=["memory", "sqlite", pytest.param("firestore", marks=pytest.mark.firestore)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     if request.param == "memory":
-        dsn = "memory://"
+        chosen: Store = MemoryStore()
     elif request.param == "sqlite":
-        dsn = f"sqlite:///{tmp_path / 'contract.db'}"
+        chosen = open_store(f"sqlite:///{tmp_path / 'contract.db'}", firestore_shards=4)
     else:
-        dsn = request.getfixturevalue("firestore").dsn
-    chosen = open_store(dsn, firestore_shards=4)
+        chosen = open_store(request.getfixturevalue("firestore").dsn, firestore_shards=4)
     await chosen.open()
     try:
         yield chosen

@@ -14,6 +14,8 @@ import click
 from pydantic import ValidationError
 
 from entityflow.config import Settings, ensure_api_key, load_settings
+from entityflow.models import MAX_BATCH
+from entityflow.queries import MAX_ROWS, problems
 
 T = TypeVar("T")
 
@@ -33,10 +35,9 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except ValidationError as error:
-        for problem in error.errors(include_url=False):
-            name = ".".join(str(part) for part in problem["loc"])
-            message = f"setting {name} (ENTITYFLOW_{name.upper()}): {problem['msg']}"
-            raise click.UsageError(message) from None
+        name, why = problems(error)[0]
+        message = f"setting {name} (ENTITYFLOW_{name.upper()}): {why}"
+        raise click.UsageError(message) from None
     except ValueError as error:
         raise click.UsageError(str(error)) from None
 
@@ -76,9 +77,11 @@ def serve(**flags: Any) -> None:
         click.echo(f"Created an API key (kept in {key_file}):\n  {created}", err=True)
     elif key_file.exists() and not os.environ.get("ENTITYFLOW_API_KEYS"):
         click.echo(f"Using the API key kept in {key_file}", err=True)
+    from entityflow.errors import StartupError
+
     try:
         status = run_async(run_server(settings))
-    except OSError as error:
+    except (OSError, StartupError) as error:
         click.echo(f"entityflow: cannot start: {error}", err=True)
         sys.exit(1)
     sys.exit(status)
@@ -89,7 +92,7 @@ def serve(**flags: Any) -> None:
 @click.option("--label", "labels", multiple=True, help="PERSON, ORG, GPE, … Repeat for several.")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First date, inclusive.")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last date, inclusive.")
-@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(1, MAX_ROWS), default=20, show_default=True)
 @click.option(
     "--sort", type=click.Choice(["posts", "mentions"]), default="posts", show_default=True
 )
@@ -107,7 +110,7 @@ def top(
     """Top entities as a table, read straight from the store."""
     from entityflow.models import EntityQuery
     from entityflow.report import top_table
-    from entityflow.stores.base import StoreError
+    from entityflow.stores import StoreError
 
     settings = settings_from(**flags)
     query = EntityQuery(
@@ -136,9 +139,8 @@ def check(**flags: Any) -> None:
         settings: Settings | None = load_settings(**flags)
         lines = [("settings", True, "ok")]
     except ValidationError as error:
-        first = error.errors(include_url=False)[0]
-        name = ".".join(str(part) for part in first["loc"])
-        settings, lines = None, [("settings", False, f"ENTITYFLOW_{name.upper()}: {first['msg']}")]
+        name, why = problems(error)[0]
+        settings, lines = None, [("settings", False, f"ENTITYFLOW_{name.upper()}: {why}")]
     if settings is not None:
         lines.extend(run_async(run_checks(settings)))
     for part, ok, detail in lines:
@@ -150,8 +152,9 @@ def check(**flags: Any) -> None:
 @click.argument("dataset", metavar="SOURCE")
 @click.option("--url", envvar="ENTITYFLOW_URL", help="The service [http://HOST:PORT of serve].")
 @click.option("--api-key", envvar="ENTITYFLOW_API_KEY", help="[the key serve keeps].")
-@click.option("--batch-size", envvar="ENTITYFLOW_REPLAY_BATCH_SIZE", type=click.IntRange(1, 1000),
-              default=100, show_default=True, help="Posts per request.")  # fmt: skip
+@click.option("--batch-size", envvar="ENTITYFLOW_REPLAY_BATCH_SIZE",
+              type=click.IntRange(1, MAX_BATCH), default=100, show_default=True,
+              help="Posts per request.")  # fmt: skip
 @click.option("--concurrency", envvar="ENTITYFLOW_REPLAY_CONCURRENCY",
               type=click.IntRange(1, 64), default=4, show_default=True,
               help="Requests in flight.")  # fmt: skip

@@ -13,7 +13,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from entityflow.entities import ALL_LABELS, DEFAULT_LABELS
-from entityflow.stores.base import parse_dsn
+from entityflow.stores import parse_dsn
 
 KEY_FILE = "api-key"
 # Shorter keys are refused at start: guessable, and a sign of a placeholder left in place.

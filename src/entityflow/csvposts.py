@@ -20,6 +20,7 @@ import orjson
 from pydantic import ValidationError
 
 from entityflow.models import PostIn
+from entityflow.queries import problems
 from entityflow.sources import READ_ERRORS, DatasetError, describe
 
 __all__ = ["FIELDS", "BadRow", "Chunk", "DatasetError", "Item", "Layout", "Reader"]
@@ -198,14 +199,9 @@ class Layout:
         return post
 
     def why(self, error: ValidationError) -> str:
-        problems = []
-        for problem in error.errors(include_url=False, include_input=False):
-            name = str(problem["loc"][0]) if problem["loc"] else ""
-            message = problem["msg"].removeprefix("Value error, ")
-            if problem["type"] == "string_pattern_mismatch":
-                message = "must be 1-128 characters of A-Z a-z 0-9 . _ : -"
-            problems.append(f"{self.header_of.get(name, name)}: {message}")
-        return "; ".join(problems)
+        return "; ".join(
+            f"{self.header_of.get(name, name)}: {message}" for name, message in problems(error)
+        )
 
 
 @dataclass(slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
@@ -12,10 +13,20 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     StringConstraints,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
 )
 
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+# Most posts one batch request may hold.
+MAX_BATCH = 1000
+# Not only whitespace: a character outside Unicode's White_Space, which pydantic's
+# strip_whitespace removes. Spelled out, as ECMA's \s (the JSON schema's) and Python's
+# str.isspace each differ from it (on \ufeff and on \x1c-\x1f).
+NOT_BLANK = r"[^\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
 def derive_id(publication: str, content: str) -> str:
@@ -49,7 +60,7 @@ def parse_published_at(value: Any) -> datetime | None:
 
 
 def _not_blank(value: str) -> str:
-    if not value.strip():
+    if not re.search(NOT_BLANK, value):
         raise ValueError("must not be empty or only whitespace")
     return value
 
@@ -57,22 +68,51 @@ def _not_blank(value: str) -> str:
 Publication = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    Field(json_schema_extra={"pattern": NOT_BLANK}),
 ]
 PostId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 
+PublishedAt = Annotated[
+    datetime | None,
+    BeforeValidator(parse_published_at),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date"},
+                {"type": "string", "format": "date-time"},
+                {"type": "null"},
+            ],
+            "description": "ISO 8601 date or datetime; a datetime without zone is UTC.",
+        }
+    ),
+]
+
+
 class PostIn(BaseModel):
-    """A post as a client sends it. `content`'s upper bound is checked by the caller's context."""
+    """A post as a client sends it."""
+
+    # `content`'s upper bound is a setting: validate with context={"max_content_chars": n}.
 
     model_config = ConfigDict(extra="ignore")
 
     publication: Publication
-    content: Annotated[str, AfterValidator(_not_blank)]
+    content: Annotated[
+        str, AfterValidator(_not_blank), Field(json_schema_extra={"pattern": NOT_BLANK})
+    ]
     id: PostId | None = None
     title: str | None = None
     url: str | None = None
     author: str | None = None
-    published_at: Annotated[datetime | None, BeforeValidator(parse_published_at)] = None
+    published_at: PublishedAt = None
+
+    @field_validator("content")
+    @classmethod
+    def _content_limit(cls, value: str, info: ValidationInfo) -> str:
+        limit = (info.context or {}).get("max_content_chars")
+        if limit is not None and len(value) > limit:
+            raise ValueError(f"must be at most {limit} characters, not {len(value)}")
+        return value
 
     def to_record(self, accepted_at: datetime) -> PostRecord:
         moment = self.published_at or accepted_at
@@ -148,7 +188,6 @@ class EntityTotal:
 
 
 SortKey = Literal["posts", "mentions"]
-Interval = Literal["day", "week", "month"]
 
 
 @dataclass(slots=True, frozen=True)

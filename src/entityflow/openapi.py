@@ -1,349 +1,160 @@
-"""The OpenAPI 3.1 document served at /v1/openapi.json (checked against the server by tests)."""
+"""The OpenAPI 3.1 document at /v1/openapi.json, generated from the API's pydantic models.
+
+Only the paths table (api/routes.py) is written by hand; every schema comes from the model
+the handler validates into or answers with (FastAPI's openapi/utils.py is the model for this
+assembly). docs/openapi.json is this document for the default settings; a test fails when it
+falls behind the models (`make openapi` rewrites it).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from entityflow import __version__
 from entityflow.config import Settings
-from entityflow.entities import ALL_LABELS
-from entityflow.models import ID_PATTERN
+
+if TYPE_CHECKING:
+    from entityflow.api.routes import Route
+
+REF = "#/components/schemas/{model}"
+DESCRIBED = {
+    400: "Malformed JSON",
+    401: "Missing or wrong X-API-Key",
+    404: "Not found",
+    408: "The request body did not arrive within ENTITYFLOW_BODY_TIMEOUT",
+    413: "Body too large, or a batch larger than the whole queue",
+    415: "Wrong Content-Type",
+    422: "Validation error: which field, why",
+    503: "Queue full, draining or store unavailable; retry after Retry-After seconds",
+}
+Mode = Literal["validation", "serialization"]
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+def document(settings: Settings, publications: list[str] | None = None) -> dict[str, Any]:
+    """The document for these settings; `publications` (the store's) bound the parameter."""
+    from entityflow.api.routes import ROUTES
+    from entityflow.api.schemas import ErrorBody
 
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _error(description: str, retry: bool = False) -> dict[str, Any]:
-    response = _json(_ref("Error"), description)
-    if retry:
-        response["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
-    return response
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    described = {
-        400: "Malformed JSON",
-        401: "Missing or wrong X-API-Key",
-        404: "Not found",
-        408: "The request body did not arrive within ENTITYFLOW_BODY_TIMEOUT",
-        413: "Body too large, or a batch larger than the whole queue",
-        415: "Wrong Content-Type",
-        422: "Validation error: which field, why",
-        503: "Queue full, draining or store unavailable; retry after Retry-After seconds",
-    }
-    return {str(status): _error(described[status], status == 503) for status in statuses}
-
-
-def _query(name: str, schema: dict[str, Any], description: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "in": "query", "schema": schema, "description": description, **extra}
-
-
-_DATE = {"type": "string", "format": "date"}
-_LABEL = {"type": "string", "enum": sorted(ALL_LABELS)}
-_PUBLICATIONS = _query(
-    "publication",
-    {"type": "array", "items": {"type": "string"}},
-    "Publication name; repeat for several; none means all.",
-    style="form",
-    explode=True,
-)
-_SINCE = _query("since", _DATE, "First date, inclusive.")
-_UNTIL = _query("until", _DATE, "Last date, inclusive.")
-
-
-def document(settings: Settings) -> dict[str, Any]:
-    post_schema = {
-        "type": "object",
-        "required": ["publication", "content"],
-        "properties": {
-            "publication": {"type": "string", "minLength": 1, "maxLength": 200},
-            "content": {"type": "string", "minLength": 1, "maxLength": settings.max_content_chars},
-            "id": {"type": "string", "pattern": ID_PATTERN},
-            "title": {"type": ["string", "null"]},
-            "url": {"type": ["string", "null"]},
-            "author": {"type": ["string", "null"]},
-            "published_at": {
-                "type": ["string", "null"],
-                "description": "ISO 8601 date or datetime; a datetime without zone is UTC.",
-            },
-        },
-    }
-    entity = {
-        "type": "object",
-        "required": ["text", "label", "key", "posts", "mentions"],
-        "properties": {
-            "text": {"type": "string"},
-            "label": {"type": "string"},
-            "key": {"type": "string"},
-            "posts": {"type": "integer"},
-            "mentions": {"type": "integer"},
-        },
-    }
-    security: list[dict[str, list[str]]] = [{"apiKey": []}]
-    read_security = security if settings.protect_reads else []
-    read_errors = _errors(401, 422, 503) if settings.protect_reads else _errors(422, 503)
+    routes = [route for route in ROUTES if route.documented]
+    wanted: list[tuple[type[BaseModel], Mode]] = [(ErrorBody, "serialization")]
+    for route in routes:
+        if route.body is not None:
+            wanted.append((route.body, "validation"))
+        if route.response is not None:
+            wanted.append((route.response, "serialization"))
+    keys, top = models_json_schema(wanted, ref_template=REF)
+    schemas: dict[str, Any] = top.get("$defs", {})
+    # The content limit is a setting, checked through the validation context.
+    schemas["PostIn"]["properties"]["content"]["maxLength"] = settings.max_content_chars
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        operation = _operation(route, settings, keys, publications)
+        paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {"title": "entityflow", "version": __version__},
         "components": {
             "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
-            "schemas": {
-                "Post": post_schema,
-                "Entity": entity,
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {
-                        "error": {
-                            "type": "object",
-                            "required": ["code", "message", "details"],
-                            "properties": {
-                                "code": {"type": "string"},
-                                "message": {"type": "string"},
-                                "details": {},
-                            },
-                        }
-                    },
-                },
-            },
+            "schemas": schemas,
         },
-        "paths": {
-            "/v1/posts": {
-                "post": {
-                    "summary": "Submit one post",
-                    "security": security,
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("Post")}},
-                    },
-                    "responses": {
-                        "202": _json(
-                            {
-                                "type": "object",
-                                "required": ["id", "status"],
-                                "properties": {
-                                    "id": {"type": "string"},
-                                    "status": {"const": "accepted"},
-                                },
-                            },
-                            "Accepted: the post will be counted once",
-                        ),
-                        **_errors(400, 401, 408, 413, 415, 422, 503),
-                    },
-                }
-            },
-            "/v1/posts/batch": {
-                "post": {
-                    "summary": "Submit up to 1000 posts; all or none are accepted",
-                    "security": security,
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"type": "array", "items": _ref("Post"), "maxItems": 1000}
-                            },
-                            "application/x-ndjson": {"schema": {"type": "string"}},
-                        },
-                    },
-                    "responses": {
-                        "202": _json(
-                            {
-                                "type": "object",
-                                "required": ["accepted", "ids"],
-                                "properties": {
-                                    "accepted": {"type": "integer"},
-                                    "ids": {"type": "array", "items": {"type": "string"}},
-                                },
-                            },
-                            "Accepted",
-                        ),
-                        **_errors(400, 401, 408, 413, 415, 422, 503),
-                    },
-                }
-            },
-            "/v1/posts/{id}": {
-                "get": {
-                    "summary": "One post and its entities",
-                    "security": read_security,
-                    "parameters": [
-                        {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-                    ],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["id", "publication", "date", "status", "entities"],
-                                "properties": {
-                                    "id": {"type": "string"},
-                                    "publication": {"type": "string"},
-                                    "date": _DATE,
-                                    "status": {"enum": ["queued", "processed"]},
-                                    "entities": {
-                                        "type": "array",
-                                        "items": {
-                                            "type": "object",
-                                            "required": ["text", "label", "key", "count"],
-                                            "properties": {
-                                                "text": {"type": "string"},
-                                                "label": {"type": "string"},
-                                                "key": {"type": "string"},
-                                                "count": {"type": "integer"},
-                                            },
-                                        },
-                                    },
-                                },
-                            },
-                            "The post",
-                        ),
-                        **_errors(404, 503),
-                        **(_errors(401) if settings.protect_reads else {}),
-                    },
-                }
-            },
-            "/v1/publications": {
-                "get": {
-                    "summary": "Publications with post counts and date span",
-                    "security": read_security,
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "array",
-                                "items": {
-                                    "type": "object",
-                                    "required": ["name", "posts", "first_date", "last_date"],
-                                    "properties": {
-                                        "name": {"type": "string"},
-                                        "posts": {"type": "integer"},
-                                        "first_date": _DATE,
-                                        "last_date": _DATE,
-                                    },
-                                },
-                            },
-                            "Publications, by name",
-                        ),
-                        **_errors(503),
-                        **(_errors(401) if settings.protect_reads else {}),
-                    },
-                }
-            },
-            "/v1/entities": {
-                "get": {
-                    "summary": "Top entities",
-                    "security": read_security,
-                    "parameters": [
-                        _PUBLICATIONS,
-                        _query(
-                            "label",
-                            {"type": "array", "items": _LABEL},
-                            "Entity label; repeat for several.",
-                            style="form",
-                            explode=True,
-                        ),
-                        _SINCE,
-                        _UNTIL,
-                        _query(
-                            "limit",
-                            {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20},
-                            "How many entities.",
-                        ),
-                        _query(
-                            "sort", {"enum": ["posts", "mentions"]}, "Rank by posts or mentions."
-                        ),
-                        _query("format", {"enum": ["json", "csv"]}, "csv for a CSV download."),
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "Top entities",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["entities"],
-                                        "properties": {
-                                            "entities": {"type": "array", "items": _ref("Entity")}
-                                        },
-                                    }
-                                },
-                                "text/csv": {"schema": {"type": "string"}},
-                            },
-                        },
-                        **read_errors,
-                    },
-                }
-            },
-            "/v1/entities/timeline": {
-                "get": {
-                    "summary": "One entity over time, one series per publication",
-                    "security": read_security,
-                    "parameters": [
-                        _query("label", _LABEL, "Entity label.", required=True),
-                        _query(
-                            "key", {"type": "string", "minLength": 1}, "Entity key.", required=True
-                        ),
-                        _PUBLICATIONS,
-                        _query("interval", {"enum": ["day", "week", "month"]}, "Bucket size."),
-                        _SINCE,
-                        _UNTIL,
-                    ],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["label", "key", "interval", "series"],
-                                "properties": {
-                                    "label": {"type": "string"},
-                                    "key": {"type": "string"},
-                                    "interval": {"enum": ["day", "week", "month"]},
-                                    "omitted": {
-                                        "type": "integer",
-                                        "description": "Publications left out past the cap",
-                                    },
-                                    "series": {
-                                        "type": "array",
-                                        "items": {
-                                            "type": "object",
-                                            "required": ["publication", "points"],
-                                            "properties": {
-                                                "publication": {"type": "string"},
-                                                "points": {
-                                                    "type": "array",
-                                                    "items": {
-                                                        "type": "object",
-                                                        "required": ["date", "posts", "mentions"],
-                                                        "properties": {
-                                                            "date": _DATE,
-                                                            "posts": {"type": "integer"},
-                                                            "mentions": {"type": "integer"},
-                                                        },
-                                                    },
-                                                },
-                                            },
-                                        },
-                                    },
-                                },
-                            },
-                            "Series; buckets start on the day, the Monday or the 1st",
-                        ),
-                        **read_errors,
-                    },
-                }
-            },
-            "/healthz": {
-                "get": {"summary": "Liveness", "responses": {"200": {"description": "Alive"}}}
-            },
-            "/readyz": {
-                "get": {
-                    "summary": "Readiness: model loaded, store reachable, not draining",
-                    "responses": {
-                        "200": {"description": "Ready"},
-                        "503": {"description": "Not ready"},
-                    },
-                }
-            },
-        },
+        "paths": paths,
     }
+
+
+def reference() -> str:
+    """The document for the default settings, as docs/openapi.json holds it."""
+    return json.dumps(document(Settings.model_construct()), indent=2, ensure_ascii=False) + "\n"
+
+
+def _operation(
+    route: Route,
+    settings: Settings,
+    keys: dict[Any, dict[str, Any]],
+    publications: list[str] | None,
+) -> dict[str, Any]:
+    from entityflow.api.schemas import ErrorBody
+
+    secured = route.access == "write" or (route.access == "read" and settings.protect_reads)
+    operation: dict[str, Any] = {"summary": route.summary}
+    if route.access is not None:
+        operation["security"] = [{"apiKey": []}] if secured else []
+    parameters = _path_parameters(route)
+    if route.query is not None:
+        parameters += _query_parameters(route.query, publications)
+    if parameters:
+        operation["parameters"] = parameters
+    if route.body is not None:
+        content = {"application/json": {"schema": keys[route.body, "validation"]}}
+        content.update({kind: {"schema": {"type": "string"}} for kind in route.body_types})
+        operation["requestBody"] = {"required": True, "content": content}
+    responses: dict[str, Any] = {}
+    if route.response is not None:
+        content = {"application/json": {"schema": keys[route.response, "serialization"]}}
+        content.update({kind: {"schema": {"type": "string"}} for kind in route.answer_types})
+        for status in (route.status, *route.also):
+            responses[str(status)] = {"description": route.summary, "content": content}
+    errors = set(route.errors) | ({401} if secured else set())
+    error = {"application/json": {"schema": keys[ErrorBody, "serialization"]}}
+    for status in sorted(errors):
+        answer: dict[str, Any] = {"description": DESCRIBED[status], "content": error}
+        if status == 503:
+            answer["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
+        responses[str(status)] = answer
+    operation["responses"] = responses
+    return operation
+
+
+def _path_parameters(route: Route) -> list[dict[str, Any]]:
+    parameters = []
+    for name in route.patterns:
+        schema: dict[str, Any] = {"type": "string", "pattern": rf"^{route.patterns[name]}$"}
+        parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
+    return parameters
+
+
+def _query_parameters(
+    model: type[BaseModel], publications: list[str] | None
+) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(ref_template=REF)
+    required = set(schema.get("required", []))
+    parameters = []
+    for name, prop in schema["properties"].items():
+        prop = _without_null(prop)
+        description = prop.pop("description", "")
+        prop.pop("title", None)
+        if name == "publication" and publications is not None:
+            prop["items"] = _known_publications(prop["items"], publications)
+            if not publications:
+                prop["maxItems"] = 0
+        parameter: dict[str, Any] = {"name": name, "in": "query", "schema": prop}
+        if description:
+            parameter["description"] = description
+        if name in required:
+            parameter["required"] = True
+        if prop.get("type") == "array":
+            parameter.update(style="form", explode=True)
+        parameters.append(parameter)
+    return parameters
+
+
+def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """A query string cannot say null: an optional parameter is one left out."""
+    prop = dict(prop)
+    branches = [branch for branch in prop.get("anyOf", []) if branch != {"type": "null"}]
+    if "anyOf" in prop and len(branches) == 1:
+        del prop["anyOf"]
+        prop.update(branches[0])
+    if prop.get("default", 0) is None:
+        del prop["default"]
+    return prop
+
+
+def _known_publications(items: dict[str, Any], publications: list[str]) -> dict[str, Any]:
+    """A named publication must be one the store knows (the service answers 422 otherwise)."""
+    if not publications:
+        return items
+    return {**items, "enum": sorted(publications)}

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-import multiprocessing
-import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any, Protocol
 
-import orjson
-
-from entityflow import nlp
 from entityflow.config import Settings
-from entityflow.logs import LogRelay
+from entityflow.errors import (
+    RETRY_AFTER_DRAINING,
+    RETRY_AFTER_QUEUE_FULL,
+    BatchTooLarge,
+    Unavailable,
+)
 from entityflow.metrics import Metrics
 from entityflow.models import PostRecord, ProcessedPost
+from entityflow.outcomes import Outcomes
+from entityflow.pool import WorkerPool
 from entityflow.stores.base import Store
 from entityflow.writer import Writer
 
@@ -28,132 +27,15 @@ log = logging.getLogger(__name__)
 
 # A single post that crashed its worker this many times is set aside as poisonous.
 POISON_CRASHES = 2
-
-
-class BatchTooLarge(Exception):
-    """A batch larger than the whole queue: retrying cannot help."""
-
-
-class Unavailable(Exception):
-    """Posts cannot be accepted now; the client should retry after `retry_after` seconds."""
-
-    def __init__(self, reason: str, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.retry_after = retry_after
-
-
-class Journal(Protocol):
-    """The write-ahead journal as the pipeline sees it (spool.py)."""
-
-    async def append(self, posts: Sequence[PostRecord]) -> None: ...
-
-    async def done(self, ids: Sequence[str]) -> None: ...
+# Batches handed to the pool per worker: one running and one waiting, so a worker never idles
+# between batches, while the rest stays in the queue where a batch is cut to fit.
+BATCHES_PER_WORKER = 2
 
 
 @dataclass(slots=True)
 class _Queued:
     post: PostRecord
     enqueued_at: float
-
-
-class WorkerPool:
-    """A ProcessPoolExecutor that is rebuilt when a worker dies.
-
-    Workers start by forkserver: safe with the event loop and the threads of the parent, and
-    each fork is cheap. OMP_NUM_THREADS=1 must be in the environment before a worker starts
-    (measured: 25 % faster NER than two BLAS threads per worker on two cores).
-    """
-
-    def __init__(self, settings: Settings, relay: LogRelay | None, metrics: Metrics) -> None:
-        self.size = settings.worker_count
-        self._config = nlp.WorkerConfig(
-            model=settings.model,
-            pipeline=settings.pipeline,
-            labels=settings.labels,
-            ignore_self_mentions=settings.ignore_self_mentions,
-            nice=settings.worker_nice,
-            log_level=logging.getLevelName(settings.log_level),
-            parent_pid=os.getpid(),
-        )
-        self._relay = relay
-        self._metrics = metrics
-        self._executor: ProcessPoolExecutor | None = None
-        self._generation = 0
-        # A batch run `alone` has the pool to itself, so a crash during it is its own doing.
-        self._turn = asyncio.Condition()
-        self._running = 0
-        self._alone = False
-        self.ready = False
-
-    def _build(self) -> ProcessPoolExecutor:
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["entityflow.nlp", "spacy"])
-        return ProcessPoolExecutor(
-            max_workers=self.size,
-            mp_context=context,
-            initializer=nlp.init_worker,
-            initargs=(self._config, self._relay.queue if self._relay else None),
-        )
-
-    async def start(self) -> None:
-        """Start every worker and wait until each has loaded the model."""
-        self._executor = self._build()
-        loop = asyncio.get_running_loop()
-        seen: set[int] = set()
-        deadline = time.monotonic() + 300
-        while len(seen) < self.size and time.monotonic() < deadline:
-            pids = await asyncio.gather(
-                *(loop.run_in_executor(self._executor, nlp.ready) for _ in range(self.size))
-            )
-            seen.update(pids)
-        self.ready = True
-
-    async def run(self, items: list[tuple[str, str]], *, alone: bool = False) -> nlp.BatchResult:
-        """Run one batch; raises BrokenProcessPool after rebuilding the pool for the retry.
-
-        When a worker dies, every batch in the pool fails with it; `alone=True` waits until
-        no other batch runs and keeps others out meanwhile, so a crash names its culprit.
-        """
-        async with self._turn:
-            await self._turn.wait_for(lambda: not self._alone)
-            if alone:
-                self._alone = True
-                try:
-                    await self._turn.wait_for(lambda: self._running == 0)
-                except BaseException:  # cancelled (a drain timing out): let the others run
-                    self._alone = False
-                    self._turn.notify_all()
-                    raise
-            self._running += 1
-        try:
-            return await self._run(items)
-        finally:
-            async with self._turn:
-                self._running -= 1
-                if alone:
-                    self._alone = False
-                self._turn.notify_all()
-
-    async def _run(self, items: list[tuple[str, str]]) -> nlp.BatchResult:
-        executor, generation = self._executor, self._generation
-        assert executor is not None, "pool not started"
-        try:
-            return await asyncio.get_running_loop().run_in_executor(executor, nlp.extract, items)
-        except BrokenProcessPool:
-            if generation == self._generation:
-                self._generation += 1
-                self._metrics.worker_restarts.inc()
-                log.warning("a worker process died; rebuilding the pool")
-                executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = self._build()
-            raise
-
-    async def close(self) -> None:
-        if self._executor is not None:
-            executor, self._executor = self._executor, None
-            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
 
 
 class Pipeline:
@@ -165,11 +47,12 @@ class Pipeline:
         store: Store,
         metrics: Metrics,
         pool: WorkerPool,
-        journal: Journal | None = None,
+        outcomes: Outcomes,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
-        self._journal = journal
+        self._outcomes = outcomes
+        outcomes.listen(self._forget)
         self.pool = pool
         self.queue: asyncio.Queue[_Queued] = asyncio.Queue(settings.queue_size)
         self.pending: dict[str, PostRecord] = {}
@@ -178,15 +61,14 @@ class Pipeline:
         self.draining = False
         self.processed_total = 0
         self._reserved = 0
-        self._slots = asyncio.Semaphore(pool.size * 2)
+        self._slots = asyncio.Semaphore(pool.size * BATCHES_PER_WORKER)
         self._batches: set[asyncio.Task[None]] = set()
-        self._dead_letter = settings.data_dir / "dead-letter.ndjson"
         self.writer = Writer(
             store,
             metrics,
             batch_size=settings.batch_size,
             flush_interval=settings.flush_interval,
-            on_done=self._written,
+            on_done=outcomes.written,
         )
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -223,7 +105,9 @@ class Pipeline:
         """Queue posts (all or none) once they are journaled; raise Unavailable if we can't."""
         if self.draining:
             self._metrics.rejected.labels("draining").inc(len(posts))
-            raise Unavailable("draining", "the service is shutting down", retry_after=5)
+            raise Unavailable(
+                "draining", "the service is shutting down", retry_after=RETRY_AFTER_DRAINING
+            )
         # An id whose journal append is in flight elsewhere waits for that append's outcome:
         # its 202 or its failure, never an answer before the fsync that covers it.
         waits: set[asyncio.Future[None]] = set()
@@ -246,7 +130,7 @@ class Pipeline:
             raise Unavailable(
                 "queue_full",
                 f"the queue is full ({self.queue.maxsize} posts waiting); retry later",
-                retry_after=1,
+                retry_after=RETRY_AFTER_QUEUE_FULL,
             )
         if fresh:
             await self._journal_fresh(fresh, len(posts))
@@ -266,8 +150,7 @@ class Pipeline:
         for post in fresh:
             self._appending[post.id] = outcome
         try:
-            if self._journal is not None:
-                await self._journal.append(fresh)
+            await self._outcomes.accepted(fresh)
         except BaseException as error:
             if isinstance(error, Unavailable):
                 self._metrics.rejected.labels(error.reason).inc(requested)
@@ -368,7 +251,7 @@ class Pipeline:
             # A bug here must not end the task with its posts pending (and pinning the
             # journal) forever: they are set aside with the reason, to be replayed.
             log.exception("a batch of %d posts failed outside NLP", len(batch))
-            await self._set_aside(
+            await self._outcomes.set_aside(
                 [item.post for item in batch if item.post.id in self.pending],
                 f"its batch failed: {type(error).__name__}: {error}",
             )
@@ -389,7 +272,9 @@ class Pipeline:
                 return await self._extract(posts, crashes, alone=True)
             if len(posts) == 1:
                 if crashes + 1 >= POISON_CRASHES:
-                    await self._set_aside(posts, "its worker process died each time it was run")
+                    await self._outcomes.set_aside(
+                        posts, "its worker process died each time it was run"
+                    )
                     return []
                 return await self._extract(posts, crashes + 1, alone=True)
             middle = len(posts) // 2
@@ -401,7 +286,9 @@ class Pipeline:
             # Not a crash: the worker raised (spaCy refused a text, say). Only this batch
             # failed, so halving it finds the culprit without the pool to itself.
             if len(posts) == 1:
-                await self._set_aside(posts, f"NLP failed on it: {type(error).__name__}: {error}")
+                await self._outcomes.set_aside(
+                    posts, f"NLP failed on it: {type(error).__name__}: {error}"
+                )
                 return []
             log.warning("NLP failed on a batch of %d posts (%s); halving it", len(posts), error)
             middle = len(posts) // 2
@@ -416,39 +303,7 @@ class Pipeline:
             for post, entities in zip(posts, result.entities, strict=True)
         ]
 
-    async def _written(self, posts: Sequence[ProcessedPost], failure: str | None) -> None:
-        if failure is not None:
-            await self._set_aside([item.post for item in posts], failure)
-            return
-        await self._finish([item.post.id for item in posts])
-
-    async def _set_aside(self, posts: Sequence[PostRecord], reason: str) -> None:
-        """Write posts that cannot be processed to the dead-letter file, with the reason."""
-        self._metrics.dead_lettered.inc(len(posts))
-        log.error("set aside %d post(s) %s: %s", len(posts), [p.id for p in posts], reason)
-        lines = b"".join(
-            orjson.dumps({"reason": reason, "post": _as_dict(post)}) + b"\n" for post in posts
-        )
-        delay = 0.5
-        while True:
-            try:
-                await asyncio.to_thread(_append, self._dead_letter, lines)
-                break
-            except OSError as error:
-                # The posts stay pending and journaled: nothing is lost, nothing is finished.
-                log.error(
-                    "cannot write the dead-letter file %s (%s); retrying in %.1fs",
-                    self._dead_letter,
-                    error,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-        await self._finish([post.id for post in posts])
-
-    async def _finish(self, ids: Sequence[str]) -> None:
-        if self._journal is not None:
-            await self._journal.done(ids)
+    def _forget(self, ids: Sequence[str]) -> None:
         for post_id in ids:
             self.pending.pop(post_id, None)
 
@@ -457,18 +312,3 @@ def _retrieve(future: asyncio.Future[None]) -> None:
     """Mark an outcome nobody else waited for as seen (asyncio would log it otherwise)."""
     if not future.cancelled():
         future.exception()
-
-
-def _as_dict(post: PostRecord) -> dict[str, Any]:
-    return dataclasses.asdict(post)
-
-
-def _append(path: Any, data: bytes) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # The posts' full text: readable by the service's user alone, whatever the umask.
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    with open(fd, "ab") as file:
-        os.fchmod(fd, 0o600)
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())

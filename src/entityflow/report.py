@@ -8,17 +8,15 @@ import tempfile
 
 from entityflow.config import Settings
 from entityflow.models import EntityQuery
-from entityflow.stores.base import open_store
+from entityflow.queries import check_publications
+from entityflow.stores import open_store
 
 
 async def top_table(settings: Settings, query: EntityQuery) -> str:
     store = open_store(settings.store_dsn, firestore_shards=settings.firestore_shards)
     await store.open()
     try:
-        known = {p.name for p in await store.publications()}
-        unknown = [name for name in query.publications if name not in known]
-        if unknown:
-            raise ValueError(f"unknown publication(s): {', '.join(unknown)}")
+        check_publications(query.publications, {p.name for p in await store.publications()})
         entities = await store.top_entities(query)
     finally:
         await store.close()

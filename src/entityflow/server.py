@@ -16,19 +16,22 @@ from aiohttp import web
 
 from entityflow import api
 from entityflow.config import Settings
+from entityflow.journal import Journal
 from entityflow.logs import LogRelay
 from entityflow.metrics import Metrics
 from entityflow.models import PostRecord
 from entityflow.notify import Notifier, forget_systemd, listen_sockets
-from entityflow.pipeline import Pipeline, WorkerPool
-from entityflow.spool import Spool
-from entityflow.stores.base import Store, StoreError, open_store
+from entityflow.outcomes import Outcomes
+from entityflow.pipeline import Pipeline
+from entityflow.pool import WorkerPool
+from entityflow.queries import MAX_ROWS
+from entityflow.stores import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).parent / "web"
 RELAY = web.AppKey("log_relay", LogRelay)
-JOURNAL = web.AppKey("journal", Spool)
+JOURNAL = web.AppKey("journal", Journal)
 RECOVERED: web.AppKey[list[PostRecord]] = web.AppKey("recovered")
 
 
@@ -45,18 +48,14 @@ def build_app(settings: Settings, store: Store | None = None) -> web.Application
     )
     # Teardown runs in reverse: the pipeline drains before the pool stops, the store closes last.
     app.cleanup_ctx.extend([_log_relay, _store, _journal, _pipeline])
-    app.router.add_post("/v1/posts", api.post_one)
-    app.router.add_post("/v1/posts/batch", api.post_batch)
-    app.router.add_get("/v1/posts/{id}", api.get_post)
-    app.router.add_get("/v1/publications", api.list_publications)
-    app.router.add_get("/v1/entities", api.top_entities)
-    app.router.add_get("/v1/entities/timeline", api.timeline)
-    app.router.add_get("/v1/openapi.json", api.openapi_document)
-    app.router.add_get("/healthz", api.healthz)
-    app.router.add_get("/readyz", api.readyz)
-    app.router.add_get("/metrics", api.metrics)
+    api.add_routes(app)
     if (WEB_DIR / "index.html").exists():
-        app.router.add_get("/", _dashboard)
+        page = (WEB_DIR / "index.html").read_text().replace("{max_rows}", str(MAX_ROWS))
+
+        async def dashboard(request: web.Request) -> web.Response:
+            return web.Response(text=page, content_type="text/html")
+
+        app.router.add_get("/", dashboard)
         app.router.add_static("/static/", WEB_DIR / "static", append_version=True)
     return app
 
@@ -87,10 +86,6 @@ def runner_options(settings: Settings) -> dict[str, Any]:
 LINGER = 2.0
 
 
-async def _dashboard(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(WEB_DIR / "index.html")
-
-
 async def _log_relay(app: web.Application) -> AsyncIterator[None]:
     relay = LogRelay()
     relay.start()
@@ -114,12 +109,12 @@ async def _journal(app: web.Application) -> AsyncIterator[None]:
         app[RECOVERED] = []
         yield
         return
-    spool = Spool(settings.journal_dir, metrics=app[api.METRICS])
-    posts = await spool.open()
+    journal = Journal(settings.journal_dir, metrics=app[api.METRICS])
+    posts = await journal.open()
     # Posts stored just before the crash are finished; the rest go through again first.
     stored = await app[api.STORE].stored_ids([post.id for post in posts]) if posts else set()
-    await spool.done(stored)
-    app[JOURNAL] = spool
+    await journal.done(stored)
+    app[JOURNAL] = journal
     app[RECOVERED] = [post for post in posts if post.id not in stored]
     if posts:
         log.info(
@@ -130,7 +125,7 @@ async def _journal(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await spool.close()
+        await journal.close()
 
 
 async def _pipeline(app: web.Application) -> AsyncIterator[None]:
@@ -140,8 +135,13 @@ async def _pipeline(app: web.Application) -> AsyncIterator[None]:
     log.info(
         "starting %d NLP worker(s): %s, %s pipeline", pool.size, settings.model, settings.pipeline
     )
-    await pool.start()
-    pipeline = Pipeline(settings, app[api.STORE], metrics, pool, app.get(JOURNAL))
+    try:
+        await pool.start()
+    except BaseException:
+        await pool.close()
+        raise
+    outcomes = Outcomes(app.get(JOURNAL), settings.data_dir, metrics)
+    pipeline = Pipeline(settings, app[api.STORE], metrics, pool, outcomes)
     app[api.PIPELINE] = pipeline
     await pipeline.start()
     recovered: list[PostRecord] = app[RECOVERED]

@@ -53,22 +53,13 @@ class Writer:
         self._closing = False
         self.fault: str | None = None
         self._fault_cause: str | None = None
-        self.last_flush = time.monotonic()
         self._call_started: float | None = None
-
-    @property
-    def healthy(self) -> bool:
-        return self.fault is None
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buffer)
 
     def blocked_for(self) -> float:
         """Seconds the current store call has been running (0 between calls).
 
-        Unlike `healthy`, which turns false while a store that answers with errors is retried,
-        this grows only while one call does not return: the writer is wedged, not waiting.
+        A store that answers with errors is retried and keeps this near 0; it grows only
+        while one call does not return: the writer is wedged, not waiting.
         """
         return 0.0 if self._call_started is None else time.monotonic() - self._call_started
 
@@ -112,7 +103,6 @@ class Writer:
     async def _flush(self, batch: list[ProcessedPost]) -> None:
         started = time.perf_counter()
         await self._write(batch)
-        self.last_flush = time.monotonic()
         self._metrics.write_seconds.observe(time.perf_counter() - started)
         self._metrics.flush_size.observe(len(batch))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from typing import Protocol
-from urllib.parse import urlsplit
 
 from entityflow.models import (
     DailyCount,
@@ -67,44 +66,3 @@ class Store(Protocol):
     async def daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
         """One entity's counts per (publication, date), sorted by publication then date."""
         ...
-
-
-def parse_dsn(dsn: str) -> tuple[str, dict[str, str]]:
-    """(kind, arguments) of a store DSN; ValueError with an example when it is not one."""
-    parts = urlsplit(dsn)
-    if parts.scheme == "sqlite":
-        # As in SQLAlchemy: sqlite:///relative/path.db, sqlite:////absolute/path.db
-        path = dsn.removeprefix("sqlite:///")
-        if path == dsn or not path:
-            raise ValueError(f"sqlite DSN needs a file path, e.g. sqlite:////var/lib/x.db: {dsn}")
-        return "sqlite", {"path": path}
-    if parts.scheme == "firestore":
-        if not parts.netloc:
-            raise ValueError(
-                f"firestore DSN needs a project: firestore://PROJECT[/DATABASE]: {dsn}"
-            )
-        return "firestore", {
-            "project": parts.netloc,
-            "database": parts.path.strip("/") or "(default)",
-        }
-    if parts.scheme == "memory":
-        return "memory", {}
-    raise ValueError(f"unknown store {dsn!r}: use sqlite:///PATH or firestore://PROJECT[/DATABASE]")
-
-
-def open_store(dsn: str, *, firestore_shards: int = 8) -> Store:
-    """The store a DSN names: sqlite:///path, firestore://PROJECT[/DATABASE], memory://."""
-    kind, arguments = parse_dsn(dsn)
-    if kind == "sqlite":
-        from entityflow.stores.sqlite import SQLiteStore
-
-        return SQLiteStore(arguments["path"])
-    if kind == "firestore":
-        from entityflow.stores.firestore import FirestoreStore
-
-        return FirestoreStore(
-            project=arguments["project"], database=arguments["database"], shards=firestore_shards
-        )
-    from entityflow.stores.memory import MemoryStore
-
-    return MemoryStore()

@@ -33,6 +33,7 @@ from entityflow.models import (
     TimelineQuery,
     WriteResult,
 )
+from entityflow.queries import next_month, rank
 from entityflow.stores import faults
 from entityflow.stores.aggregate import Increments, increments, pick_display_text
 from entityflow.stores.base import StoreError
@@ -219,10 +220,7 @@ class FirestoreStore:
                 total = sums.setdefault((label, _decode(field)), [0, 0])
                 total[0] += posts
                 total[1] += mentions[field]
-        primary = 0 if query.sort == "posts" else 1
-        ranked = sorted(
-            sums.items(), key=lambda item: (-item[1][primary], -item[1][1 - primary], item[0])
-        )[: query.limit]
+        ranked = rank(sums, query.sort, query.limit)
         texts = await self._display_texts([entity for entity, _ in ranked])
         return [
             EntityTotal(label, key, texts[label, key], posts, mentions)
@@ -467,7 +465,7 @@ def _period_ranges(since: str | None, until: str | None) -> list[tuple[str, str]
     high = date.fromisoformat(until) if until else None
     if low and high and low > high:
         return []
-    first_full = low if low is None or low.day == 1 else _next_month(low)
+    first_full = low if low is None or low.day == 1 else next_month(low)
     last_full = high if high is None or _is_month_end(high) else high.replace(day=1) - timedelta(1)
     if first_full is not None and last_full is not None and first_full > last_full:
         assert low is not None and high is not None
@@ -483,10 +481,6 @@ def _period_ranges(since: str | None, until: str | None) -> list[tuple[str, str]
     if high is not None and last_full is not None and last_full < high:
         ranges.append(("d" + (last_full + timedelta(1)).isoformat(), "d" + high.isoformat()))
     return ranges
-
-
-def _next_month(day: date) -> date:
-    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
 def _is_month_end(day: date) -> bool:

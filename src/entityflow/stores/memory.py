@@ -14,6 +14,7 @@ from entityflow.models import (
     TimelineQuery,
     WriteResult,
 )
+from entityflow.queries import rank
 from entityflow.stores.aggregate import Increments, pick_display_text
 
 
@@ -21,7 +22,6 @@ class MemoryStore:
     def __init__(self) -> None:
         self.posts: dict[str, StoredPost] = {}
         self.counts = Increments()
-        self.writes = 0
 
     @property
     def description(self) -> str:
@@ -37,7 +37,6 @@ class MemoryStore:
         return None
 
     async def write(self, posts: Sequence[ProcessedPost]) -> WriteResult:
-        self.writes += 1
         fresh: dict[str, ProcessedPost] = {}
         duplicates: list[str] = []
         for processed in posts:
@@ -78,11 +77,7 @@ class MemoryStore:
             total = sums.setdefault((label, key), [0, 0])
             total[0] += posts
             total[1] += mentions
-        primary = 0 if query.sort == "posts" else 1
-        ranked = sorted(
-            sums.items(),
-            key=lambda item: (-item[1][primary], -item[1][1 - primary], item[0]),
-        )[: query.limit]
+        ranked = rank(sums, query.sort, query.limit)
         return [
             EntityTotal(label, key, self._text(label, key), posts, mentions)
             for (label, key), (posts, mentions) in ranked

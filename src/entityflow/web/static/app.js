@@ -26,8 +26,9 @@ const TITLES = {
   overview: "Overview", publication: "Publication", compare: "Compare", entity: "Entity",
 };
 const KEY_STORE = "entityflow.apiKey";
-// The API's largest page: Compare reads this many entities per publication.
-const MAX_LIMIT = 1000;
+// The API's largest page (the server writes it into the page): Compare reads this many
+// entities per publication.
+const MAX_LIMIT = Number(document.body.dataset.maxRows);
 const OVERVIEW_LIMIT = 20;
 
 const number = new Intl.NumberFormat();

@@ -9,12 +9,11 @@ and a burst of requests costs one sync, not one each.
 
 A segment is deleted once every post in it and in every older segment is finished; deleting
 only from the oldest end keeps the done records of a live segment meaningful. At start, all
-segments are read, trusting only what a checksum confirms: a torn final record (power lost
-mid-write) is cut off and reported, but only at the end of the newest segment. Anywhere else,
-unreadable bytes (a flipped bit in a length or a payload, zeros, a cut) are skipped up to the
-next record whose checksum holds, each skipped range is logged, and the segment is renamed
-`*.corrupt` (kept for inspection) after its unfinished posts, from before and after the
-damage, are copied into the new segment.
+segments are read, trusting only what a checksum confirms (segments.py): a torn final record
+(power lost mid-write) is cut off and reported, but only at the end of the newest segment.
+Anywhere else, unreadable bytes are skipped up to the next record whose checksum holds, each
+skipped range is logged, and the segment is renamed `*.corrupt` (kept for inspection) after
+its unfinished posts, from before and after the damage, are copied into the new segment.
 """
 
 from __future__ import annotations
@@ -24,137 +23,27 @@ import contextlib
 import logging
 import os
 import queue
-import struct
 import threading
-import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from entityflow.errors import RETRY_AFTER_JOURNAL, Unavailable
 from entityflow.metrics import Metrics
 from entityflow.models import PostRecord
-from entityflow.pipeline import Unavailable
+from entityflow.segments import (
+    QUARANTINE_SUFFIX,
+    SEGMENT_BYTES,
+    SEGMENT_SUFFIX,
+    SegmentScan,
+    encode_record,
+    scan_segment,
+)
 
 log = logging.getLogger(__name__)
 
-HEADER = struct.Struct("<II")  # payload length, CRC-32 of the payload
-SEGMENT_SUFFIX = ".seg"
-QUARANTINE_SUFFIX = ".corrupt"
-SEGMENT_BYTES = 32 * 1024 * 1024
-# A record holds one post, far below this (its body is at most ENTITYFLOW_MAX_BODY_BYTES);
-# a larger length field can only be damage.
-MAX_RECORD_BYTES = 64 * 1024 * 1024
-RETRY_AFTER = 5
-
 WriteFn = Callable[[int, memoryview], int]  # os.write, or a failing one in tests
-
-
-def encode_record(payload: Any) -> bytes:
-    """One journal record: header and orjson payload."""
-    data = orjson.dumps(payload)
-    return HEADER.pack(len(data), zlib.crc32(data)) + data
-
-
-@dataclass(slots=True)
-class SegmentScan:
-    """What reading one segment found: intact records, a torn tail, damaged byte ranges."""
-
-    path: Path
-    records: list[dict[str, Any]] = field(default_factory=list)
-    good_bytes: int = 0
-    torn: bool = False
-    # (first byte, end byte, why) of each damaged range the scan skipped.
-    skipped: list[tuple[int, int, str]] = field(default_factory=list)
-
-    @property
-    def corrupt(self) -> str | None:
-        """What was skipped, in words, or None for a segment without damage."""
-        if not self.skipped:
-            return None
-        return "; ".join(f"bytes {a}-{b} skipped ({why})" for a, b, why in self.skipped)
-
-
-class _Unreadable(Exception):
-    def __init__(self, kind: str, why: str) -> None:
-        super().__init__(why)
-        self.kind, self.why = kind, why
-
-
-# What an interrupted write leaves: a torn tail when nothing readable follows in the newest
-# segment.
-_TORN = ("short", "past_end", "zeros")
-
-
-def _record_at(data: bytes, offset: int) -> tuple[dict[str, Any], int]:
-    """The record at `offset` and where it ends; _Unreadable says why there is none."""
-    if len(data) - offset < HEADER.size:
-        raise _Unreadable("short", f"{len(data) - offset} byte(s), too few for a record")
-    length, crc = HEADER.unpack_from(data, offset)
-    if length == crc == 0 and not data[offset:].strip(b"\0"):
-        # Zeros to the end: space the file system allocated but the write never filled.
-        raise _Unreadable("zeros", "zeros to the end of the file")
-    if length > MAX_RECORD_BYTES:
-        raise _Unreadable("too_long", f"impossible record length {length} at byte {offset}")
-    end = offset + HEADER.size + length
-    if end > len(data):
-        raise _Unreadable("past_end", f"the record at byte {offset} runs past the end")
-    payload = data[offset + HEADER.size : end]
-    if zlib.crc32(payload) != crc:
-        raise _Unreadable("checksum", f"checksum mismatch in the record at byte {offset}")
-    try:
-        record = orjson.loads(payload)
-        if "post" in record:
-            record["post"] = PostRecord(**record["post"])
-        elif not isinstance(record.get("done"), list):
-            raise ValueError("neither a post nor done ids")
-    except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as error:
-        raise _Unreadable("unreadable", f"unreadable record at byte {offset} ({error})") from None
-    return record, end
-
-
-def _resync(data: bytes, start: int) -> int | None:
-    """The first offset from `start` on where a record whose checksum holds begins."""
-    # Every payload is an orjson object, so it starts with '{"': only there can one begin.
-    found = data.find(b'{"', start + HEADER.size)
-    while found != -1:
-        try:
-            _record_at(data, found - HEADER.size)
-            return found - HEADER.size
-        except _Unreadable:
-            found = data.find(b'{"', found + 1)
-    return None
-
-
-def scan_segment(path: Path, *, newest: bool = True) -> SegmentScan:
-    """Read every intact record of a segment, before and after any damage.
-
-    A short, zero-filled or cut-off record with nothing readable after it is a torn tail (a
-    write that never completed, so never acknowledged) only in the newest segment. Any other
-    unreadable bytes are damage: skipped, and named, up to the next record whose checksum
-    holds.
-    """
-    data = path.read_bytes()
-    scan = SegmentScan(path)
-    offset = 0
-    while offset < len(data):
-        try:
-            record, offset_after = _record_at(data, offset)
-        except _Unreadable as fault:
-            resume = _resync(data, offset + 1)
-            if resume is None and newest and fault.kind in _TORN:
-                scan.torn = True
-                break
-            end = len(data) if resume is None else resume
-            scan.skipped.append((offset, end, fault.why))
-            offset = end
-            continue
-        scan.records.append(record)
-        offset = offset_after
-    scan.good_bytes = offset
-    return scan
 
 
 @dataclass(slots=True)
@@ -179,7 +68,7 @@ class _Stop:
     forget: bool  # nothing is unfinished: no segment needs to stay
 
 
-class Spool:
+class Journal:
     """The journal of one data directory; `append` returns once the posts are fsynced."""
 
     def __init__(
@@ -206,10 +95,6 @@ class Spool:
         self._number = 0
         self._offset = 0
         self._failing = False
-
-    @property
-    def unfinished(self) -> int:
-        return len(self._where)
 
     def segments(self) -> list[Path]:
         return sorted(self.directory.glob(f"*{SEGMENT_SUFFIX}"))
@@ -282,7 +167,7 @@ class Spool:
                     "journal_unavailable",
                     f"the write-ahead journal cannot be written ({error.strerror or error});"
                     " nothing was accepted; retry later",
-                    retry_after=RETRY_AFTER,
+                    retry_after=RETRY_AFTER_JOURNAL,
                 )
             )
             return
@@ -316,8 +201,8 @@ class Spool:
         self.directory.mkdir(parents=True, exist_ok=True)
         live: dict[str, tuple[PostRecord, int]] = {}
         corrupt: list[SegmentScan] = []
-        paths = self.segments()
         numbers = []
+        paths = self.segments()
         for path in paths:
             number = int(path.stem)
             numbers.append(number)

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from entityflow.errors import Unavailable
+from entityflow.journal import Journal
 from entityflow.models import PostRecord
-from entityflow.pipeline import Unavailable
-from entityflow.spool import HEADER, QUARANTINE_SUFFIX, Spool, encode_record, scan_segment
+from entityflow.segments import HEADER, QUARANTINE_SUFFIX, encode_record, scan_segment
 
 
 def make_posts(count: int, start: int = 0, size: int = 200) -> list[PostRecord]:
@@ -30,23 +31,23 @@ def make_posts(count: int, start: int = 0, size: int = 200) -> list[PostRecord]:
     ]
 
 
-async def reopen(directory: Path, **options: Any) -> tuple[Spool, list[PostRecord]]:
-    spool = Spool(directory, **options)
-    return spool, await spool.open()
+async def reopen(directory: Path, **options: Any) -> tuple[Journal, list[PostRecord]]:
+    journal = Journal(directory, **options)
+    return journal, await journal.open()
 
 
 async def test_recovery_returns_unfinished_posts_in_order(tmp_path: Path) -> None:
-    spool, recovered = await reopen(tmp_path)
+    journal, recovered = await reopen(tmp_path)
     assert recovered == []
     posts = make_posts(30)
     for start in range(0, 30, 10):
-        await spool.append(posts[start : start + 10])
-    await spool.done([post.id for post in posts[:12]])
-    await spool.close()
+        await journal.append(posts[start : start + 10])
+    await journal.done([post.id for post in posts[:12]])
+    await journal.close()
 
-    spool, recovered = await reopen(tmp_path)
+    journal, recovered = await reopen(tmp_path)
     assert recovered == posts[12:]
-    await spool.close()
+    await journal.close()
 
 
 async def test_one_fsync_covers_appends_that_arrive_together(
@@ -60,33 +61,33 @@ async def test_one_fsync_covers_appends_that_arrive_together(
         syncs += 1
         real_fsync(fd)
 
-    spool, _ = await reopen(tmp_path)
+    journal, _ = await reopen(tmp_path)
     monkeypatch.setattr(os, "fsync", counting_fsync)
     posts = make_posts(200)
-    await asyncio.gather(*(spool.append([post]) for post in posts))
+    await asyncio.gather(*(journal.append([post]) for post in posts))
     assert syncs < 50, f"{syncs} fsyncs for 200 concurrent appends: no group commit"
-    await spool.close()
+    await journal.close()
     monkeypatch.undo()
-    spool, recovered = await reopen(tmp_path)
+    journal, recovered = await reopen(tmp_path)
     assert sorted(p.id for p in recovered) == sorted(p.id for p in posts)
-    await spool.close()
+    await journal.close()
 
 
 async def test_finished_segments_are_deleted(tmp_path: Path) -> None:
-    spool, _ = await reopen(tmp_path, segment_bytes=1000)
+    journal, _ = await reopen(tmp_path, segment_bytes=1000)
     posts = make_posts(20)
     for post in posts:
-        await spool.append([post])
-    assert len(spool.segments()) >= 5
-    await spool.done([post.id for post in posts[:10]])
-    await spool.append(make_posts(1, start=100))  # the writer rotates and reports it
+        await journal.append([post])
+    assert len(journal.segments()) >= 5
+    await journal.done([post.id for post in posts[:10]])
+    await journal.append(make_posts(1, start=100))  # the writer rotates and reports it
     await asyncio.sleep(0.1)
-    left = {record["post"].id for path in spool.segments() for record in _posts(path)}
+    left = {record["post"].id for path in journal.segments() for record in _posts(path)}
     assert {post.id for post in posts[10:]} <= left
     assert not {post.id for post in posts[:9]} & left, "finished segments were kept"
-    await spool.done([post.id for post in posts[10:]] + ["post-100"])
-    await spool.close()
-    assert spool.segments() == [], "a clean stop with nothing unfinished keeps no segment"
+    await journal.done([post.id for post in posts[10:]] + ["post-100"])
+    await journal.close()
+    assert journal.segments() == [], "a clean stop with nothing unfinished keeps no segment"
 
 
 def _posts(path: Path) -> list[dict[str, Any]]:
@@ -96,51 +97,51 @@ def _posts(path: Path) -> list[dict[str, Any]]:
 async def test_torn_final_record_is_skipped_and_reported(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    spool, _ = await reopen(tmp_path)
+    journal, _ = await reopen(tmp_path)
     posts = make_posts(3)
     for post in posts:
-        await spool.append([post])
-    await spool.close()
-    (segment,) = spool.segments()
+        await journal.append([post])
+    await journal.close()
+    (segment,) = journal.segments()
     size = segment.stat().st_size
     os.truncate(segment, size - 25)  # power lost while the last record was being written
 
-    with caplog.at_level(logging.WARNING, logger="entityflow.spool"):
-        spool, recovered = await reopen(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="entityflow.journal"):
+        journal, recovered = await reopen(tmp_path)
     assert recovered == posts[:2]
     assert "torn final record" in caplog.text and segment.name in caplog.text
-    await spool.append(make_posts(1, start=3))
-    await spool.close()
-    spool, recovered = await reopen(tmp_path)
+    await journal.append(make_posts(1, start=3))
+    await journal.close()
+    journal, recovered = await reopen(tmp_path)
     assert [p.id for p in recovered] == ["post-0", "post-1", "post-3"]
-    await spool.close()
+    await journal.close()
 
 
 async def test_zeros_after_the_last_record_are_a_torn_tail_not_damage(tmp_path: Path) -> None:
-    spool, _ = await reopen(tmp_path)
+    journal, _ = await reopen(tmp_path)
     posts = make_posts(2)
-    await spool.append(posts)
-    await spool.close()
-    (segment,) = spool.segments()
+    await journal.append(posts)
+    await journal.close()
+    (segment,) = journal.segments()
     with open(segment, "ab") as file:  # blocks allocated, the write never landed
         file.write(b"\0" * 4096)
     scan = scan_segment(segment)
     assert (scan.torn, scan.corrupt, len(scan.records)) == (True, None, 2)
-    spool, recovered = await reopen(tmp_path)
+    journal, recovered = await reopen(tmp_path)
     assert recovered == posts
     assert not list(tmp_path.glob(f"*{QUARANTINE_SUFFIX}"))
-    await spool.close()
+    await journal.close()
 
 
 async def test_corrupt_segment_is_quarantined_and_the_rest_recovered(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    spool, _ = await reopen(tmp_path, segment_bytes=1000)
+    journal, _ = await reopen(tmp_path, segment_bytes=1000)
     posts = make_posts(8)
     for post in posts:
-        await spool.append([post])
-    await spool.close()
-    first = spool.segments()[0]
+        await journal.append([post])
+    await journal.close()
+    first = journal.segments()[0]
     records = scan_segment(first).records
     assert len(records) >= 3
     # Flip one byte inside the second record's payload.
@@ -150,19 +151,19 @@ async def test_corrupt_segment_is_quarantined_and_the_rest_recovered(
     first.write_bytes(bytes(data))
     lost = {records[1]["post"].id}
 
-    with caplog.at_level(logging.WARNING, logger="entityflow.spool"):
-        spool, recovered = await reopen(tmp_path, segment_bytes=1000)
+    with caplog.at_level(logging.WARNING, logger="entityflow.journal"):
+        journal, recovered = await reopen(tmp_path, segment_bytes=1000)
     # Only the damaged record is lost: the scan resynchronises at the next good one.
     assert [p.id for p in recovered] == [p.id for p in posts if p.id not in lost]
     assert first.with_suffix(QUARANTINE_SUFFIX).exists() and not first.exists()
     assert "quarantined" in caplog.text and "checksum mismatch" in caplog.text
-    await spool.close()
+    await journal.close()
     caplog.clear()
     # The posts rescued from the damaged segment stay journaled for the next start.
-    spool, again = await reopen(tmp_path)
+    journal, again = await reopen(tmp_path)
     assert sorted(p.id for p in again) == sorted(p.id for p in recovered)
     assert "quarantined" not in caplog.text
-    await spool.close()
+    await journal.close()
 
 
 def _as_dict(post: PostRecord) -> dict[str, Any]:
@@ -179,19 +180,19 @@ async def test_failed_append_leaves_no_half_record(tmp_path: Path) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
         return os.write(fd, data)
 
-    spool, _ = await reopen(tmp_path, write=write)
-    await spool.append(make_posts(2))
+    journal, _ = await reopen(tmp_path, write=write)
+    await journal.append(make_posts(2))
     full = True
     with pytest.raises(Unavailable) as refused:
-        await spool.append(make_posts(2, start=2))
+        await journal.append(make_posts(2, start=2))
     assert refused.value.reason == "journal_unavailable"
     assert "No space left on device" in str(refused.value)
     full = False
-    await spool.append(make_posts(2, start=4))
-    await spool.close()
-    spool, recovered = await reopen(tmp_path)
+    await journal.append(make_posts(2, start=4))
+    await journal.close()
+    journal, recovered = await reopen(tmp_path)
     assert [p.id for p in recovered] == ["post-0", "post-1", "post-4", "post-5"]
-    await spool.close()
+    await journal.close()
 
 
 @pytest.fixture
@@ -203,26 +204,26 @@ def tiny_fs(tmpfs: Callable[[str, str], Path]) -> Path:
 async def test_full_disk_refuses_then_recovers(tiny_fs: Path) -> None:
     filler = tiny_fs / "filler"
     filler.write_bytes(b"x" * 800_000)
-    spool, _ = await reopen(tiny_fs / "journal")
+    journal, _ = await reopen(tiny_fs / "journal")
     accepted: list[PostRecord] = []
     number = 0
     with pytest.raises(Unavailable) as refused:
         while True:
             batch = make_posts(10, start=number, size=4000)
-            await spool.append(batch)
+            await journal.append(batch)
             accepted.extend(batch)
             number += 10
     assert "No space left on device" in str(refused.value)
     assert accepted, "nothing fit on the disk at all"
     with pytest.raises(Unavailable):  # still full: the failed append took no space
-        await spool.append(make_posts(10, start=number, size=4000))
+        await journal.append(make_posts(10, start=number, size=4000))
     filler.unlink()  # space returns
     late = make_posts(20, start=20_000, size=4000)
-    await spool.append(late)
-    await spool.close()
-    spool, recovered = await reopen(tiny_fs / "journal")
+    await journal.append(late)
+    await journal.close()
+    journal, recovered = await reopen(tiny_fs / "journal")
     assert [p.id for p in recovered] == [p.id for p in [*accepted, *late]]
-    await spool.close()
+    await journal.close()
 
 
 async def test_cancelled_append_does_not_pin_the_journal(tmp_path: Path) -> None:
@@ -232,31 +233,30 @@ async def test_cancelled_append_does_not_pin_the_journal(tmp_path: Path) -> None
         gate.wait(10)
         return os.write(fd, data)
 
-    spool, _ = await reopen(tmp_path, write=write)
-    request = asyncio.create_task(spool.append(make_posts(1)))
+    journal, _ = await reopen(tmp_path, write=write)
+    request = asyncio.create_task(journal.append(make_posts(1)))
     await asyncio.sleep(0.05)
     request.cancel()  # e.g. the server shutting down mid-request: no 202 went out
     gate.set()
     with pytest.raises(asyncio.CancelledError):
         await request
-    await spool.append(make_posts(1, start=1))
-    await spool.done(["post-1"])
-    assert spool.unfinished == 0
-    await spool.close()
-    assert spool.segments() == []
+    await journal.append(make_posts(1, start=1))
+    await journal.done(["post-1"])
+    await journal.close()
+    assert journal.segments() == []
 
 
 async def damaged_journal(tmp_path: Path, damage: Callable[[bytearray, list[int]], None]) -> Path:
     """Six posts in one segment, then a seventh in a newer one; `damage` edits the first
     segment's bytes, given the offset of each of its records."""
-    spool, _ = await reopen(tmp_path)
+    journal, _ = await reopen(tmp_path)
     for post in make_posts(6):
-        await spool.append([post])
-    await spool.close()
-    (segment,) = spool.segments()
-    spool, _ = await reopen(tmp_path)  # a newer segment: the first is no longer the newest
-    await spool.append(make_posts(1, start=6))
-    await spool.close()
+        await journal.append([post])
+    await journal.close()
+    (segment,) = journal.segments()
+    journal, _ = await reopen(tmp_path)  # a newer segment: the first is no longer the newest
+    await journal.append(make_posts(1, start=6))
+    await journal.close()
     data = bytearray(segment.read_bytes())
     offsets, offset = [], 0
     while offset < len(data):
@@ -295,9 +295,9 @@ async def test_damage_mid_segment_skips_only_the_damaged_bytes(
     why: str,
 ) -> None:
     segment = await damaged_journal(tmp_path, damage)
-    with caplog.at_level(logging.WARNING, logger="entityflow.spool"):
-        spool, recovered = await reopen(tmp_path)
-    await spool.close()
+    with caplog.at_level(logging.WARNING, logger="entityflow.journal"):
+        journal, recovered = await reopen(tmp_path)
+    await journal.close()
     # Every intact record before and after the damage, and the newer segment's post.
     assert [p.id for p in recovered] == [f"post-{n}" for n in (0, 1, 3, 4, 5, 6)]
     quarantined = segment.with_suffix(QUARANTINE_SUFFIX)
@@ -319,8 +319,8 @@ async def test_a_cut_or_zeroed_tail_is_torn_only_in_the_newest_segment(
     # In the newest segment zeros at the end are a write that never landed ...
     assert scan_segment(segment).torn and not scan_segment(segment).skipped
     # ... in an older one, acknowledged records were lost: damage, named and quarantined.
-    with caplog.at_level(logging.WARNING, logger="entityflow.spool"):
-        spool, recovered = await reopen(tmp_path)
-    await spool.close()
+    with caplog.at_level(logging.WARNING, logger="entityflow.journal"):
+        journal, recovered = await reopen(tmp_path)
+    await journal.close()
     assert [p.id for p in recovered] == [f"post-{n}" for n in (0, 1, 2, 3, 6)]
     assert "zeros to the end of the file" in caplog.text and "quarantined" in caplog.text
