@@ -30,8 +30,8 @@ from entityflow.server import build_app, runner_options
 from entityflow.stores.base import Store
 from tests.oracle import Expected, expected_counts
 
-# The Firestore emulator fixtures (`firestore`, `firestore_emulator`).
-pytest_plugins = ["tests.firestore_emulator"]
+# The emulator fixtures (`firestore`, `firestore_emulator`, `pubsub`, `pubsub_emulator`).
+pytest_plugins = ["tests.firestore_emulator", "tests.pubsub_emulator"]
 
 API_KEY = "test-key-0123456789"
 ROOT = Path(__file__).parent.parent
@@ -129,6 +129,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "workers": 1,
         "flush_interval": 0.05,
         "drain_timeout": 30,
+        # Tests read right after writing; the cache's time is tested on its own.
+        "read_cache_seconds": 0.2,
     }
     values.update(overrides)
     return Settings(**values)
@@ -233,6 +235,7 @@ def serve_process(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
             "ENTITYFLOW_API_KEYS": API_KEY,
             "ENTITYFLOW_WORKERS": "1",
             "ENTITYFLOW_FLUSH_INTERVAL": "0.05",
+            "ENTITYFLOW_READ_CACHE_SECONDS": "0.2",
             **env,
         }
         with open(log_path, "ab") as log_file:

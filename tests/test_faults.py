@@ -130,7 +130,7 @@ async def test_a_full_database_disk_is_waited_out_and_nothing_is_lost(
         while True:
             async with await svc.get("/readyz") as response:
                 if response.status == 503:
-                    assert fault in (await response.json())["reason"]
+                    assert fault in " ".join((await response.json())["problems"])
                     break
             assert time.monotonic() < deadline, "/readyz never named the fault"
             await asyncio.sleep(0.1)
@@ -243,7 +243,7 @@ async def test_a_database_disk_turned_read_only_loses_nothing(
         while True:
             async with await svc.get("/readyz") as response:
                 if response.status == 503:
-                    reason = (await response.json())["reason"]
+                    reason = " ".join((await response.json())["problems"])
                     assert "read_only" in reason, reason
                     break
             assert time.monotonic() < deadline, "/readyz never named the fault"

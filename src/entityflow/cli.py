@@ -37,6 +37,8 @@ def user_errors() -> Iterator[None]:
     except ValidationError as error:
         name, why = problems(error)[0]
         message = f"setting {name} (ENTITYFLOW_{name.upper()}): {why}"
+        if not name:  # a rule across settings
+            message = f"settings: {why}"
         raise click.UsageError(message) from None
     except ValueError as error:
         raise click.UsageError(str(error)) from None
@@ -63,6 +65,9 @@ def main() -> None:
 )
 @click.option("--workers", envvar="ENTITYFLOW_WORKERS", type=int, help="NLP processes [cores].")
 @click.option("--data-dir", envvar="ENTITYFLOW_DATA_DIR", type=click.Path(path_type=Path))
+@click.option("--queue", envvar="ENTITYFLOW_QUEUE", help="local or pubsub://PROJECT/TOPIC [local].")
+@click.option("--role", envvar="ENTITYFLOW_ROLE", type=click.Choice(["all", "ingest", "process"]),
+              help="HTTP ingest, NLP, or both [all]; roles need a Pub/Sub queue.")  # fmt: skip
 def serve(**flags: Any) -> None:
     """Run the service until SIGTERM or SIGINT, then drain and exit."""
     from entityflow.logs import setup_logging
@@ -78,10 +83,11 @@ def serve(**flags: Any) -> None:
     elif key_file.exists() and not os.environ.get("ENTITYFLOW_API_KEYS"):
         click.echo(f"Using the API key kept in {key_file}", err=True)
     from entityflow.errors import StartupError
+    from entityflow.queues.pubsub_client import QueueError
 
     try:
         status = run_async(run_server(settings))
-    except (OSError, StartupError) as error:
+    except (OSError, StartupError, QueueError) as error:
         click.echo(f"entityflow: cannot start: {error}", err=True)
         sys.exit(1)
     sys.exit(status)
@@ -131,8 +137,9 @@ def top(
 @main.command()
 @click.option("--store", envvar="ENTITYFLOW_STORE", help="Store to check [the serve default].")
 @click.option("--data-dir", envvar="ENTITYFLOW_DATA_DIR", type=click.Path(path_type=Path))
+@click.option("--queue", envvar="ENTITYFLOW_QUEUE", help="Queue to check [local].")
 def check(**flags: Any) -> None:
-    """Check settings, model, store and journal: one line each."""
+    """Check settings, model, store and journal (or Pub/Sub queue): one line each."""
     from entityflow.report import run_checks
 
     try:
@@ -248,3 +255,38 @@ def dataset(out: Path, count: int | None) -> None:
         click.echo(f"entityflow dataset: {error}", err=True)
         sys.exit(1)
     click.echo(f"wrote {written} articles to {out}", err=True)
+
+
+@main.group()
+def pubsub() -> None:
+    """The Pub/Sub queue (ENTITYFLOW_QUEUE=pubsub://PROJECT/TOPIC)."""
+
+
+@pubsub.command()
+@click.option("--queue", envvar="ENTITYFLOW_QUEUE", help="pubsub://PROJECT/TOPIC.")
+@click.option("--subscription", "pubsub_subscription", envvar="ENTITYFLOW_PUBSUB_SUBSCRIPTION",
+              help="[TOPIC-entityflow]")  # fmt: skip
+@click.option("--max-attempts", "pubsub_max_attempts", envvar="ENTITYFLOW_PUBSUB_MAX_ATTEMPTS",
+              type=int, help="Deliveries before a post is dead-lettered [5].")  # fmt: skip
+def setup(**flags: Any) -> None:
+    """Create the topic, subscription and dead-letter topic (idempotent)."""
+    from entityflow.queues import admin
+    from entityflow.queues.pubsub_client import QueueError
+
+    settings = settings_from(**flags)
+    names = settings.pubsub
+    if names is None:
+        raise click.UsageError("set ENTITYFLOW_QUEUE (or --queue) to pubsub://PROJECT/TOPIC")
+    try:
+        lines = run_async(
+            admin.setup(
+                names,
+                max_attempts=settings.pubsub_max_attempts,
+                ack_deadline=settings.pubsub_ack_deadline,
+            )
+        )
+    except QueueError as error:
+        click.echo(f"entityflow pubsub setup: {error}", err=True)
+        sys.exit(1)
+    for line in lines:
+        click.echo(line)

@@ -9,10 +9,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from entityflow.entities import ALL_LABELS, DEFAULT_LABELS
+from entityflow.queues import PubSubNames, parse_queue
 from entityflow.stores import parse_dsn
 
 KEY_FILE = "api-key"
@@ -63,6 +64,15 @@ class Settings(BaseSettings):
     firestore_shards: int = Field(8, ge=1, le=100)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+    queue: str = "local"
+    role: Literal["all", "ingest", "process"] = "all"
+    pubsub_subscription: str | None = None
+    pubsub_max_attempts: int = Field(5, ge=5, le=100)
+    pubsub_ack_deadline: int = Field(60, ge=10, le=600)
+    pubsub_publish_timeout: float = Field(10.0, gt=0, le=600)
+    read_cache_seconds: float = Field(10.0, ge=0, le=3600)
+    read_cache_mib: int = Field(16, ge=1, le=4096)
+    max_read_days: int = Field(366, ge=1, le=36600)
     # Connection time limits (seconds): a request head must arrive, and an idle keep-alive
     # connection is closed, within `idle_timeout`; a request body must arrive within
     # `body_timeout`.
@@ -87,6 +97,12 @@ class Settings(BaseSettings):
     def _store(cls, value: str | None) -> str | None:
         if value is not None:
             parse_dsn(value)
+        return value
+
+    @field_validator("queue")
+    @classmethod
+    def _queue(cls, value: str) -> str:
+        parse_queue(value)
         return value
 
     @field_validator("api_keys", mode="before")
@@ -124,6 +140,15 @@ class Settings(BaseSettings):
     def _data_dir(cls, value: Path) -> Path:
         return value.expanduser().absolute()
 
+    @model_validator(mode="after")
+    def _role_needs_a_shared_queue(self) -> Settings:
+        if self.role != "all" and self.queue == "local":
+            raise ValueError(
+                f"role {self.role} needs a queue shared between instances:"
+                " set ENTITYFLOW_QUEUE=pubsub://PROJECT/TOPIC (or use role all)"
+            )
+        return self
+
     @cached_property
     def store_dsn(self) -> str:
         return self.store or f"sqlite:///{self.data_dir / 'entityflow.db'}"
@@ -131,6 +156,11 @@ class Settings(BaseSettings):
     @cached_property
     def worker_count(self) -> int:
         return self.workers or usable_cores()
+
+    @cached_property
+    def pubsub(self) -> PubSubNames | None:
+        """The Pub/Sub names when ENTITYFLOW_QUEUE=pubsub://…, else None (the local journal)."""
+        return parse_queue(self.queue, self.pubsub_subscription)
 
     @cached_property
     def journal_dir(self) -> Path:

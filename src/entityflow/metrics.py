@@ -22,7 +22,10 @@ class Metrics:
             "entityflow_posts_persisted", "Posts newly written to the store.", registry=r
         )
         self.duplicates = Counter(
-            "entityflow_posts_duplicate", "Posts the store already had (not counted).", registry=r
+            "entityflow_posts_duplicate",
+            "Posts received again: the store already had them, or (Pub/Sub) another message"
+            " of the same post was being processed here. Not counted.",
+            registry=r,
         )
         self.dead_lettered = Counter(
             "entityflow_posts_dead_lettered", "Posts set aside after crashing workers.", registry=r
@@ -83,4 +86,56 @@ class Metrics:
         )
         self.draining = Gauge(
             "entityflow_draining", "1 while the service drains for shutdown.", registry=r
+        )
+        self._pubsub(r)
+        self._reads(r)
+
+    def _pubsub(self, r: CollectorRegistry) -> None:
+        """The Pub/Sub queue (ENTITYFLOW_QUEUE=pubsub://…): ingest side, then process side."""
+        self.published = Counter(
+            "entityflow_pubsub_published", "Posts Pub/Sub acknowledged (ingest).", registry=r
+        )
+        self.publish_seconds = Histogram(
+            "entityflow_pubsub_publish_seconds",
+            "From a request's posts being handed to the publisher to Pub/Sub's acknowledgement.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.publish_errors = Counter(
+            "entityflow_pubsub_publish_errors",
+            "Failed publish calls (error) and requests answered 503 (timeout).",
+            ["kind"],
+            registry=r,
+        )
+        self.queue_outstanding = Gauge(
+            "entityflow_pubsub_outstanding",
+            "Messages this processor holds unacknowledged (flow control bounds it).",
+            registry=r,
+        )
+        self.redeliveries = Counter(
+            "entityflow_pubsub_redeliveries",
+            "Messages delivered again (an earlier attempt was not acknowledged).",
+            registry=r,
+        )
+        self.queue_dead_lettered = Counter(
+            "entityflow_pubsub_dead_lettered",
+            "Posts published to the dead-letter topic.",
+            registry=r,
+        )
+
+    def _reads(self, r: CollectorRegistry) -> None:
+        """Reads on a store that bills them (Firestore): the read cache, documents read."""
+        self.read_cache_hits = Gauge(
+            "entityflow_read_cache_hits", "Reads answered from the cache since start.", registry=r
+        )
+        self.read_cache_misses = Gauge(
+            "entityflow_read_cache_misses", "Reads that went to the store since start.", registry=r
+        )
+        self.read_cache_bytes = Gauge(
+            "entityflow_read_cache_bytes", "Estimated size of the answers kept.", registry=r
+        )
+        self.documents_read = Gauge(
+            "entityflow_store_documents_read",
+            "Documents the store read (billed reads on Firestore) since start.",
+            registry=r,
         )

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Protocol
 
 from entityflow.config import Settings
 from entityflow.errors import (
@@ -32,6 +33,13 @@ POISON_CRASHES = 2
 BATCHES_PER_WORKER = 2
 
 
+class Source(Protocol):
+    """Where posts come from when it is not this instance's HTTP API and journal
+    (queues/subscriber.py): the drain's first step stops it."""
+
+    async def stop_pulling(self) -> None: ...
+
+
 @dataclass(slots=True)
 class _Queued:
     post: PostRecord
@@ -48,11 +56,16 @@ class Pipeline:
         metrics: Metrics,
         pool: WorkerPool,
         outcomes: Outcomes,
+        source: Source | None = None,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
         self._outcomes = outcomes
         outcomes.listen(self._forget)
+        self._source = source
+        # A source that counts deliveries (Pub/Sub) takes a post back after one crash and
+        # decides itself when it is dead.
+        self._poison_crashes = 1 if source is not None else POISON_CRASHES
         self.pool = pool
         self.queue: asyncio.Queue[_Queued] = asyncio.Queue(settings.queue_size)
         self.pending: dict[str, PostRecord] = {}
@@ -191,6 +204,8 @@ class Pipeline:
         """Refuse new posts, finish everything accepted and flush it; True if all made it."""
         self.draining = True
         self._metrics.draining.set(1)
+        if self._source is not None:
+            await self._source.stop_pulling()
         deadline = time.monotonic() + timeout
         while self.pending and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -271,7 +286,7 @@ class Pipeline:
                 # tells whether this one did it (a worker killed from outside passes then).
                 return await self._extract(posts, crashes, alone=True)
             if len(posts) == 1:
-                if crashes + 1 >= POISON_CRASHES:
+                if crashes + 1 >= self._poison_crashes:
                     await self._outcomes.set_aside(
                         posts, "its worker process died each time it was run"
                     )

@@ -38,12 +38,16 @@ async def top_table(settings: Settings, query: EntityQuery) -> str:
 
 
 async def run_checks(settings: Settings) -> list[tuple[str, bool, str]]:
-    """(part, ok, detail) for the model, the store and the journal directory."""
-    return [
-        await asyncio.to_thread(_check_model, settings),
-        await _check_store(settings),
-        await asyncio.to_thread(_check_journal, settings),
-    ]
+    """(part, ok, detail) for the model, the store and the journal directory or the queue."""
+    lines = [await asyncio.to_thread(_check_model, settings), await _check_store(settings)]
+    if settings.pubsub is None:
+        lines.append(await asyncio.to_thread(_check_journal, settings))
+    else:
+        from entityflow.queues.admin import check
+
+        ok, detail = await check(settings.pubsub)
+        lines.append(("queue", ok, detail))
+    return lines
 
 
 def _check_model(settings: Settings) -> tuple[str, bool, str]:

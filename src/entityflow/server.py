@@ -25,7 +25,9 @@ from entityflow.outcomes import Outcomes
 from entityflow.pipeline import Pipeline
 from entityflow.pool import WorkerPool
 from entityflow.queries import MAX_ROWS
+from entityflow.queues import lifecycle as queue_lifecycle
 from entityflow.stores import Store, StoreError, open_store
+from entityflow.stores.cache import ReadCache
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +45,16 @@ def build_app(settings: Settings, store: Store | None = None) -> web.Application
     app.on_response_prepare.append(_security_headers)
     app[api.SETTINGS] = settings
     app[api.METRICS] = Metrics()
-    app[api.STORE] = store or open_store(
-        settings.store_dsn, firestore_shards=settings.firestore_shards
-    )
+    store = store or open_store(settings.store_dsn, firestore_shards=settings.firestore_shards)
+    if store.description.startswith("firestore://"):  # every document read is billed
+        app[api.MAX_READ_DAYS] = settings.max_read_days
+        if settings.read_cache_seconds > 0:
+            megabytes = settings.read_cache_mib * 2**20
+            store = ReadCache(store, ttl=settings.read_cache_seconds, max_bytes=megabytes)
+    app[api.STORE] = store
     # Teardown runs in reverse: the pipeline drains before the pool stops, the store closes last.
-    app.cleanup_ctx.extend([_log_relay, _store, _journal, _pipeline])
-    api.add_routes(app)
+    app.cleanup_ctx.extend(_contexts(settings))
+    api.add_routes(app, writes=settings.role != "process")
     if (WEB_DIR / "index.html").exists():
         page = (WEB_DIR / "index.html").read_text().replace("{max_rows}", str(MAX_ROWS))
 
@@ -84,6 +90,22 @@ def runner_options(settings: Settings) -> dict[str, Any]:
 
 
 LINGER = 2.0
+
+
+Context = Callable[[web.Application], AsyncIterator[None]]
+
+
+def _contexts(settings: Settings) -> list[Context]:
+    """The resources in data-flow order. With Pub/Sub, the publisher stands where the journal
+    keeps a 202's promise, and the subscriber (inside _pipeline) feeds the queue."""
+    if settings.pubsub is None:
+        return [_log_relay, _store, _journal, _pipeline]
+    contexts: list[Context] = [_log_relay, _store, queue_lifecycle.client]
+    if settings.role != "process":
+        contexts.append(queue_lifecycle.front)
+    if settings.role != "ingest":
+        contexts.append(_pipeline)
+    return contexts
 
 
 async def _log_relay(app: web.Application) -> AsyncIterator[None]:
@@ -140,17 +162,29 @@ async def _pipeline(app: web.Application) -> AsyncIterator[None]:
     except BaseException:
         await pool.close()
         raise
-    outcomes = Outcomes(app.get(JOURNAL), settings.data_dir, metrics)
-    pipeline = Pipeline(settings, app[api.STORE], metrics, pool, outcomes)
+    source = queue_lifecycle.source(app) if settings.pubsub else None
+    if source is None:
+        outcomes = Outcomes(app.get(JOURNAL), settings.data_dir, metrics)
+    else:
+        outcomes = queue_lifecycle.QueueOutcomes(source, settings.data_dir, metrics)
+    pipeline = Pipeline(settings, app[api.STORE], metrics, pool, outcomes, source)
     app[api.PIPELINE] = pipeline
+    if source is None:
+        app[api.FRONT] = pipeline
     await pipeline.start()
-    recovered: list[PostRecord] = app[RECOVERED]
-    await pipeline.recover(recovered)
+    if source is not None:
+        source.feed = pipeline.recover
+        source.start()
+    else:
+        recovered: list[PostRecord] = app[RECOVERED]
+        await pipeline.recover(recovered)
     try:
         yield
     finally:
         if not pipeline.draining:
             await pipeline.drain(settings.drain_timeout)
+        if source is not None:
+            await source.close()
         await pool.close()
 
 
@@ -177,7 +211,7 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = 
         await site.start()
     address = ", ".join(site.name for site in sites)
     log.info("entityflow listening on %s%s", address, " (socket activation)" if inherited else "")
-    pipeline = app[api.PIPELINE]
+    pipeline = app.get(api.PIPELINE)
     await _wait_for_store(app[api.STORE], notifier)
     notifier.ready(_status(pipeline, 0.0))
     if on_ready is not None:
@@ -197,8 +231,14 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     await stop.wait()
-    notifier.stopping(f"draining {len(pipeline.pending)} posts")
-    drained = await _drain(pipeline, notifier, settings.drain_timeout)
+    notifier.stopping(f"draining {len(pipeline.pending) if pipeline else 0} posts")
+    front = app.get(api.FRONT)
+    # A front of its own (the Pub/Sub publisher) refuses new posts first, then NLP drains.
+    drained = True
+    if front is not None and front is not pipeline:
+        drained = await front.drain(settings.drain_timeout)
+    if pipeline is not None:
+        drained = await _drain(pipeline, notifier, settings.drain_timeout) and drained
     monitor.cancel()
     await asyncio.gather(monitor, return_exceptions=True)
     await runner.cleanup()
@@ -216,7 +256,9 @@ DRAIN_EXTEND = 5.0
 STALL_AFTER = 30.0
 
 
-def _status(pipeline: Pipeline, rate: float) -> str:
+def _status(pipeline: Pipeline | None, rate: float) -> str:
+    if pipeline is None:
+        return "ingest: publishing posts to Pub/Sub"
     return (
         f"queue {pipeline.depth}, {pipeline.in_flight} batches in NLP, {rate:.1f} posts/s, "
         f"{pipeline.processed_total} processed"
@@ -237,7 +279,7 @@ async def _wait_for_store(store: Store, notifier: Notifier) -> None:
             delay = min(delay * 2, 10.0)
 
 
-async def _monitor(pipeline: Pipeline, notifier: Notifier) -> None:
+async def _monitor(pipeline: Pipeline | None, notifier: Notifier) -> None:
     """STATUS= every few seconds; WATCHDOG=1 at half of WATCHDOG_USEC while the pipeline lives.
 
     The pings come from this task on the event loop, so a blocked loop stops them too.
@@ -245,6 +287,11 @@ async def _monitor(pipeline: Pipeline, notifier: Notifier) -> None:
     interval = notifier.watchdog_interval
     ticks = math.ceil(interval / STATUS_PERIOD) if interval else 1
     period = interval / ticks if interval else STATUS_PERIOD
+    if pipeline is None:  # the ingest role: the loop turning is all there is to watch
+        while True:
+            await asyncio.sleep(period)
+            if interval:
+                notifier.watchdog()
     processed, at = pipeline.processed_total, time.monotonic()
     stalled: str | None = None
     tick = 0

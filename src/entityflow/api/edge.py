@@ -10,8 +10,8 @@ import asyncio
 import hmac
 import logging
 import typing
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from aiohttp import web
@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from entityflow.config import Settings
 from entityflow.errors import RETRY_AFTER_STORE, BatchTooLarge, Unavailable
 from entityflow.metrics import Metrics
+from entityflow.models import PostRecord
 from entityflow.pipeline import Pipeline
 from entityflow.queries import problems
 from entityflow.stores import Store, StoreError
@@ -30,10 +31,28 @@ JSON = "application/json"
 NDJSON = "application/x-ndjson"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+
+class Front(Protocol):
+    """Where posts are admitted: the pipeline (local journal) or the Pub/Sub publisher."""
+
+    draining: bool
+
+    async def accept(self, posts: Sequence[PostRecord]) -> None: ...
+
+    async def drain(self, timeout: float) -> bool: ...
+
+
 SETTINGS = web.AppKey("settings", Settings)
+FRONT = web.AppKey("front", Front)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", Metrics)
+# Set on a store that bills reads: the most days one query may read (read_limits.py).
+MAX_READ_DAYS = web.AppKey("max_read_days", int)
+# Set with a queue other than the local journal: why it cannot take or give posts now.
+QUEUE_PROBLEMS: web.AppKey[Callable[[web.Application], Awaitable[list[str]]]] = web.AppKey(
+    "queue_problems"
+)
 
 
 class ApiError(Exception):

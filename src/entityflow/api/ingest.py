@@ -11,10 +11,10 @@ from pydantic import ValidationError
 
 from entityflow import bodies
 from entityflow.api.edge import (
+    FRONT,
     JSON,
     METRICS,
     NDJSON,
-    PIPELINE,
     SETTINGS,
     ApiError,
     require_key,
@@ -39,7 +39,7 @@ async def post_one(request: web.Request) -> web.Response:
     if record is None:
         request.app[METRICS].rejected.labels("invalid").inc()
         raise ApiError(422, "validation_error", "the post is invalid", errors)
-    await request.app[PIPELINE].accept([record])
+    await request.app[FRONT].accept([record])
     return respond(Accepted(id=record.id), 202)
 
 
@@ -87,7 +87,7 @@ async def post_batch(request: web.Request) -> web.Response:
             f"{bad} of {len(items)} posts are invalid; none accepted",
             problems_found,
         )
-    await request.app[PIPELINE].accept(records)
+    await request.app[FRONT].accept(records)
     return respond(BatchAccepted(accepted=len(records), ids=[r.id for r in records]), 202)
 
 

@@ -8,6 +8,7 @@ from datetime import date
 from aiohttp import web
 
 from entityflow.api.edge import (
+    MAX_READ_DAYS,
     PIPELINE,
     STORE,
     ApiError,
@@ -41,6 +42,7 @@ from entityflow.queries import (
     bucket_start,
     check_publications,
 )
+from entityflow.read_limits import SpanTooLong, Window, bounded
 
 ENTITY_COLUMNS = ("text", "label", "key", "posts", "mentions")
 
@@ -63,7 +65,8 @@ async def get_post(request: web.Request) -> web.Response:
                 entities=entities,
             )
         )
-    queued = request.app[PIPELINE].pending.get(post_id)
+    pipeline = request.app.get(PIPELINE)
+    queued = pipeline.pending.get(post_id) if pipeline is not None else None
     if queued is None:
         raise ApiError(404, "not_found", f"no post with id {post_id!r}")
     return respond(
@@ -96,11 +99,13 @@ async def top_entities(request: web.Request) -> web.StreamResponse:
     require_read_access(request)
     params = parse_query(request, EntitiesQuery)
     _check_range(params.since, params.until)
+    publications = await _known(request, params.publication)
+    window = await _window(request, publications, params.since, params.until)
     query = EntityQuery(
-        publications=await _known(request, params.publication),
+        publications=publications,
         labels=tuple(params.label),
-        since=params.since,
-        until=params.until,
+        since=window.since,
+        until=window.until,
         limit=params.limit,
         sort=params.sort,
     )
@@ -121,12 +126,14 @@ async def timeline(request: web.Request) -> web.Response:
     require_read_access(request)
     params = parse_query(request, TimelineQuery)
     _check_range(params.since, params.until)
+    publications = await _known(request, params.publication)
+    window = await _window(request, publications, params.since, params.until)
     query = StoreTimelineQuery(
         label=params.label,
         key=params.key,
-        publications=await _known(request, params.publication),
-        since=params.since,
-        until=params.until,
+        publications=publications,
+        since=window.since,
+        until=window.until,
     )
     interval = params.interval
     rows = await request.app[STORE].daily_counts(query)
@@ -208,3 +215,15 @@ def _csv(answer: Entities, filename: str) -> web.Response:
         charset="utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+
+
+async def _window(
+    request: web.Request, publications: tuple[str, ...], since: str | None, until: str | None
+) -> Window:
+    """The dates a query reads: bounded on a store that bills reads (read_limits.py)."""
+    try:
+        return await bounded(
+            request.app[STORE], publications, since, until, request.app.get(MAX_READ_DAYS)
+        )
+    except SpanTooLong as error:
+        raise bad_param("since", str(error)) from None

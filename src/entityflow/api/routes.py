@@ -85,13 +85,16 @@ ROUTES = (
           query=TimelineQuery, access="read", errors=(422, 503)),
     Route("GET", "/healthz", health.healthz, "Liveness", Health),
     Route("GET", "/readyz", health.readyz,
-          "Readiness: model loaded, store reachable, not draining", Readiness, also=(503,)),
+          "Readiness: model loaded, store and queue reachable, not draining", Readiness,
+          also=(503,)),
     Route("GET", "/metrics", health.metrics, "Prometheus metrics", documented=False),
     Route("GET", "/v1/openapi.json", health.openapi_document, "This document",
           documented=False),
 )  # fmt: skip
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, *, writes: bool = True) -> None:
+    """Every route; without `writes` (the process role) no POST: posts go to ingest fronts."""
     for route in ROUTES:
-        app.router.add_route(route.method, route.router_path, route.handler)
+        if writes or route.access != "write":
+            app.router.add_route(route.method, route.router_path, route.handler)

@@ -191,12 +191,15 @@ class Health(Response):
 
 class Readiness(Response):
     ready: bool
-    model: bool
+    role: Literal["all", "ingest", "process"]
+    # None in the ingest role, which loads no model.
+    model: bool | None
     draining: bool
     store: bool
-    reason: Annotated[
-        str | None, Field(description="Why not ready: the first causes, in words.")
-    ] = None
+    # None with the local journal; false while Pub/Sub does not answer.
+    queue: bool | None = None
+    # Why the instance is not ready, one sentence each (empty when it is).
+    problems: list[str]
 
 
 class ErrorDetail(Response):

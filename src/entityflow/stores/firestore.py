@@ -110,6 +110,8 @@ class FirestoreStore:
         self._on_commit = on_commit
         self._client: firestore.AsyncClient | None = None
         self._registered = False
+        # Documents read (as Firestore bills them: a query that finds none costs one).
+        self.documents_read = 0
 
     @property
     def description(self) -> str:
@@ -131,6 +133,7 @@ class FirestoreStore:
 
     async def ping(self) -> None:
         await self._call(self._db.collection("meta").document("ping").get(timeout=self._timeout))
+        self.documents_read += 1
 
     async def write(self, posts: Sequence[ProcessedPost]) -> WriteResult:
         fresh: dict[str, ProcessedPost] = {}
@@ -182,6 +185,7 @@ class FirestoreStore:
     async def get_post(self, post_id: str) -> StoredPost | None:
         ref = self._db.collection(POSTS).document(_post_doc_id(post_id))
         snapshot = await self._call(ref.get(timeout=self._timeout))
+        self.documents_read += 1
         if not snapshot.exists:
             return None
         data = snapshot.to_dict() or {}
@@ -402,15 +406,20 @@ class FirestoreStore:
 
     async def _shards_in_use(self) -> list[int]:
         snapshot = await self._call(self._db.document(SHARDS_DOC).get(timeout=self._timeout))
+        self.documents_read += 1
         return sorted((snapshot.to_dict() or {}).get("used", [])) if snapshot.exists else []
 
     async def _get_all(self, refs: list[Any], field_paths: list[str] | None = None) -> list[Any]:
-        return await self._call(
+        found: list[Any] = await self._call(
             _collect(self._db.get_all(refs, field_paths=field_paths, timeout=self._timeout))
         )
+        self.documents_read += len(refs)
+        return found
 
     async def _stream(self, query: Any) -> list[Any]:
-        return await self._call(query.get(timeout=self._timeout))
+        found: list[Any] = await self._call(query.get(timeout=self._timeout))
+        self.documents_read += max(1, len(found))
+        return found
 
     # Plumbing
 

@@ -250,19 +250,23 @@ class SQLiteStore:
         return await asyncio.get_running_loop().run_in_executor(pool, call)
 
     def _migrate(self, db: sqlite3.Connection) -> None:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise StoreError(
-                f"{self.path} has schema version {version}, newer than this entityflow"
-                f" ({len(MIGRATIONS)}): upgrade entityflow",
-                transient=False,
-            )
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        # The version is read inside each step's write transaction: instances that open a
+        # new database at once (a front and a processor) then migrate it once, in turn.
+        while True:
             with _transaction(db):
-                for statement in script.split(";"):
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version > len(MIGRATIONS):
+                    raise StoreError(
+                        f"{self.path} has schema version {version}, newer than this entityflow"
+                        f" ({len(MIGRATIONS)}): upgrade entityflow",
+                        transient=False,
+                    )
+                if version == len(MIGRATIONS):
+                    return
+                for statement in MIGRATIONS[version].split(";"):
                     if statement.strip():
                         db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number}")
+                db.execute(f"PRAGMA user_version = {version + 1}")
 
     def _write(self, db: sqlite3.Connection, posts: Sequence[ProcessedPost]) -> WriteResult:
         stored: list[str] = []
