@@ -69,6 +69,26 @@ def naive(texts: list[str]) -> dict[str, Any]:
     }
 
 
+def syndicated_mix(items: list[Any], share: float, seed: int = 18) -> list[Any]:
+    """As many posts, `share` of them copies of an original's content under another
+    publication and id (wire copy), in an order shuffled the same way every time."""
+    import dataclasses
+    import random
+
+    rng = random.Random(seed)
+    originals = items[: round(len(items) * (1 - share))]
+    publications = sorted({item.publication for item in items})
+    mix = list(originals)
+    for number in range(len(items) - len(originals)):
+        source = rng.choice(originals)
+        others = [p for p in publications if p != source.publication]
+        mix.append(dataclasses.replace(source, id=f"copy-{number}", publication=rng.choice(others)))
+    order = list(range(len(mix)))
+    rng.shuffle(order)
+    position = {id(item): place for place, item in zip(order, mix, strict=True)}
+    return sorted(mix, key=lambda item: position[id(item)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=("limit", "naive"))
@@ -76,6 +96,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--batch-size", type=int, default=32, help="nlp.pipe batch (limit)")
     parser.add_argument("--pipeline", default="fast", choices=("fast", "exact"))
+    parser.add_argument(
+        "--syndicated", type=float, default=0.0, help="share of copies (syndicated_mix)"
+    )
     args = parser.parse_args()
     if args.kind == "limit" and os.environ.get("OMP_NUM_THREADS") != "1":
         # Must be set before numpy loads; the service does the same for its workers.
@@ -84,7 +107,10 @@ def main() -> None:
 
     from entityflow.dataset import sample
 
-    texts = [article.content for article in sample(args.posts)]
+    items = sample(args.posts)
+    if args.syndicated:
+        items = syndicated_mix(items, args.syndicated)
+    texts = [article.content for article in items]
     if args.kind == "limit":
         result = limit(texts, args.workers, args.batch_size, args.pipeline)
     else:

@@ -7,11 +7,12 @@ set -euo pipefail
 usage() {
   cat <<'USAGE'
 usage: scripts/install-service.sh [--root DIR] [--source SPEC] [--pip-args ARGS] [--python PY]
-                                  [--socket] [--now] [--uninstall [--purge]]
+                                  [--constraints FILE] [--socket] [--now] [--uninstall [--purge]]
   --root DIR      install under DIR instead of / (also DESTDIR=DIR); systemctl runs offline
   --source SPEC   what pip installs into the venv [this checkout]
   --pip-args ARGS extra pip arguments, e.g. "--no-deps" [none]
   --python PY     the interpreter the venv is made from [python3]
+  --constraints FILE  the pinned versions pip installs ("" for none) [this checkout's constraints.txt]
   --socket        also enable entityflow.socket (socket activation)
   --now           start (or restart) the service once installed; on a live system only
   --uninstall     disable and remove the units and the venv; keeps settings and data
@@ -24,6 +25,7 @@ root="${DESTDIR:-/}"
 source_spec="$here"
 pip_args=""
 python="python3"
+constraints="$here/constraints.txt"
 socket=0
 now=0
 uninstall=0
@@ -35,6 +37,7 @@ while [ $# -gt 0 ]; do
     --source) source_spec="${2:?--source needs a value}"; shift 2 ;;
     --pip-args) pip_args="${2?--pip-args needs a value}"; shift 2 ;;
     --python) python="${2:?--python needs a value}"; shift 2 ;;
+    --constraints) constraints="${2?--constraints needs a value}"; shift 2 ;;
     --socket) socket=1; shift ;;
     --now) now=1; shift ;;
     --uninstall) uninstall=1; shift ;;
@@ -122,8 +125,15 @@ if [ "$source_spec" = "$here" ]; then
   rm -rf "$build"/src/*.egg-info
   source_spec="$build"
 fi
+# The versions CI tested (constraints.txt, made by `make lock`), not the newest in the ranges.
+pinned=()
+if [ -n "$constraints" ]; then
+  [ -f "$constraints" ] || die "no constraints file $constraints (--constraints '' installs unpinned)"
+  pinned=(--constraint "$constraints")
+fi
 # shellcheck disable=SC2086  # pip_args is a list of words
-"$opt/venv/bin/pip" install --quiet --disable-pip-version-check --upgrade $pip_args "$source_spec"
+"$opt/venv/bin/pip" install --quiet --disable-pip-version-check --upgrade "${pinned[@]}" $pip_args \
+  "$source_spec"
 [ -x "$opt/venv/bin/entityflow" ] || die "pip did not install the entityflow command"
 install -D -m 0644 "$here/docs/operations.md" "$opt/docs/operations.md"
 

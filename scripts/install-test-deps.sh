@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # What the tests need beyond the venv: Debian's Chromium for the browser tests, Java for
-# the official Firestore emulator and systemd's tools for the unit-file tests. Installs only
-# what is missing; needs root (or sudo) then.
+# the official Firestore emulator, systemd's tools for the unit-file tests, and systemd-nspawn
+# and mmdebstrap to boot the service under a real systemd (tests/test_systemd_real.py).
+# Installs only what is missing; needs root (or sudo) then.
 set -euo pipefail
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v java >/dev/null || missing+=(default-jre-headless)
 # systemd-analyze verifies the units; systemd-sysusers and systemctl --root install them.
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
+command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 # The official Firestore emulator comes with the image's Google Cloud CLI and cannot be
 # installed from the registries; where it is missing the tests fall back to an npm emulator
 # (see tests/firestore_emulator.py), which needs npm.

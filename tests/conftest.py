@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from blockbuster import blockbuster_ctx
 
 from entityflow import api
@@ -138,17 +139,17 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 @asynccontextmanager
 async def serve_app(app: web.Application) -> AsyncIterator[str]:
-    """Run an aiohttp app on a free port of 127.0.0.1 and give its base URL."""
+    """Run an aiohttp app on a free port of 127.0.0.1 (aiohttp's TestServer): its base URL.
+
+    The runner gets the service's own options (connection time limits) when the app has settings.
+    """
     options = runner_options(app[api.SETTINGS]) if api.SETTINGS in app else {}
-    runner = web.AppRunner(app, handle_signals=False, **options)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(**options)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{server.port}"
     finally:
-        await runner.cleanup()
+        await server.close()
 
 
 ServiceFactory = Callable[..., AbstractAsyncContextManager[Service]]

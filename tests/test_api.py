@@ -498,6 +498,8 @@ async def test_posts_by_id(service: ServiceFactory) -> None:
                 {"text": "Trump", "label": "PERSON", "key": "trump", "count": 2},
                 {"text": "Fbi", "label": "ORG", "key": "fbi", "count": 7},
             ],
+            # Written straight into the store without topics; test_topics_api.py has them.
+            "topics": [],
         }
         await expect_error(await svc.get("/v1/posts/nope"), 404, "not_found", "nope")
 

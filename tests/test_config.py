@@ -1,8 +1,10 @@
 import os
+import re
 from pathlib import Path
 
 import click
 import pytest
+from pydantic_settings import EnvSettingsSource
 
 from entityflow.cli import main
 from entityflow.config import Settings, ensure_api_key, load_settings
@@ -17,6 +19,37 @@ def test_every_setting_is_documented_in_the_readme() -> None:
         if f"`ENTITYFLOW_{name.upper()}`" not in README
     ]
     assert not missing, f"add these to README.md's Settings table: {missing}"
+
+
+def settings_rows() -> set[str]:
+    """The variables in the first column of the README's Settings table."""
+    section = README.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `(ENTITYFLOW_[A-Z0-9_]+)` \|", section, re.MULTILINE))
+
+
+def test_every_setting_has_its_variable_and_a_readme_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each field is read from its ENTITYFLOW_* variable, which has a Settings table row."""
+    rows = settings_rows()
+    prefix = Settings.model_config.get("env_prefix", "")
+    no_variable, no_row = [], []
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias or field.alias
+        variable = (alias if isinstance(alias, str) else f"{prefix}{name}").upper()
+        monkeypatch.setenv(variable, "probe")
+        value, _, _ = EnvSettingsSource(Settings).get_field_value(field, name)
+        monkeypatch.delenv(variable)
+        if value != "probe":
+            no_variable.append(f"{name} ({variable})")
+        if variable not in rows:
+            no_row.append(variable)
+    assert not no_variable, f"settings not read from their variable: {no_variable}"
+    assert not no_row, f"add rows to README.md's Settings table: {no_row}"
+
+
+def test_every_readme_settings_row_is_a_setting() -> None:
+    prefix = Settings.model_config.get("env_prefix", "")
+    known = {f"{prefix}{name}".upper() for name in Settings.model_fields}
+    assert not settings_rows() - known, "README's Settings table names unknown variables"
 
 
 def test_every_cli_option_has_an_environment_variable() -> None:

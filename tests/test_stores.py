@@ -276,3 +276,15 @@ async def test_an_empty_store_answers_empty(store: Store) -> None:
     assert await store.daily_counts(TimelineQuery("PERSON", "x")) == []
     assert await store.publications() == []
     assert await store.write([]) == WriteResult()
+
+
+async def test_ner_results_are_kept_by_content_key(store: Store) -> None:
+    from entityflow.nlpcache import CachingStore
+
+    assert isinstance(store, CachingStore)
+    first = POSTS[1].entities
+    assert await store.cached_results(["k1", "k2"]) == {}
+    await store.cache_results({"k1": first, "k2": ()})
+    # A second writer of the same key (another instance) changes nothing.
+    await store.cache_results({"k1": first})
+    assert await store.cached_results(["k1", "k2", "k3"]) == {"k1": first, "k2": ()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Coroutine, Iterator
@@ -76,7 +77,10 @@ def serve(**flags: Any) -> None:
     settings = settings_from(**flags)
     with user_errors():
         settings, created = ensure_api_key(settings)
+        # A bad topic rules file stops the start with its line and reason.
+        rule = settings.topic_rule
     setup_logging(settings.log_level, settings.log_format)
+    logging.getLogger("entityflow.topics").info("topic rule %s", rule.version)
     key_file = settings.data_dir / "api-key"
     if created:
         click.echo(f"Created an API key (kept in {key_file}):\n  {created}", err=True)
@@ -239,6 +243,65 @@ def replay(
     if summary.error:
         click.echo(f"entityflow replay: {summary.error}", err=True)
     sys.exit(summary.status)
+
+
+@main.group()
+def topics() -> None:
+    """Topic counts: rebuild them after the rules change, suggest merges."""
+
+
+@topics.command()
+@click.option("--store", envvar="ENTITYFLOW_STORE", help="Store to recount [the serve default].")
+@click.option("--data-dir", envvar="ENTITYFLOW_DATA_DIR", type=click.Path(path_type=Path))
+@click.option("--topics-file", envvar="ENTITYFLOW_TOPICS_FILE", type=click.Path(path_type=Path),
+              help="The rules file [DATA_DIR/topics.toml when it exists].")  # fmt: skip
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def recount(quiet: bool, **flags: Any) -> None:
+    """Rebuild every topic count from the stored per-post entities under the current rules
+    (no NER). Idempotent. Stop the service first: docs/topics.md says why."""
+    from entityflow.stores.base import StoreError
+    from entityflow.topics_cli import recount as run
+
+    settings = settings_from(**flags)
+    bars: list[Any] = []
+
+    def start(total: int) -> Any:
+        bar = click.progressbar(length=total, label="recounting posts", file=sys.stderr)
+        if quiet or not sys.stderr.isatty():
+            return lambda done, _total: None
+        bars.append(bar.__enter__())
+        return lambda done, _total: bar.update(done)
+
+    with user_errors():
+        try:
+            posts, version, before = run_async(run(settings, start))
+        except StoreError as error:
+            raise click.ClickException(str(error)) from None
+        finally:
+            for bar in bars:
+                bar.__exit__(None, None, None)
+    change = "unchanged" if before == version else f"was {before or 'none'}"
+    click.echo(f"recounted the topics of {posts} posts under topic rule {version} ({change})")
+
+
+@topics.command()
+@click.option("--min-share", type=click.FloatRange(0.5, 1.0), default=0.8, show_default=True,
+              envvar="ENTITYFLOW_SUGGEST_MIN_SHARE",
+              help="Least share of the full names that must be the one suggested.")  # fmt: skip
+@click.option("--store", envvar="ENTITYFLOW_STORE", help="Store to read [the serve default].")
+@click.option("--data-dir", envvar="ENTITYFLOW_DATA_DIR", type=click.Path(path_type=Path))
+def suggest(min_share: float, **flags: Any) -> None:
+    """Print the merges the rules did not make, as TOML for the rules file."""
+    from entityflow.stores.base import StoreError
+    from entityflow.suggest import as_toml
+    from entityflow.topics_cli import suggest as run
+
+    settings = settings_from(**flags)
+    with user_errors():
+        try:
+            click.echo(as_toml(run_async(run(settings, min_share))), nl=False)
+        except StoreError as error:
+            raise click.ClickException(str(error)) from None
 
 
 @main.command()

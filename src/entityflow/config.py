@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from entityflow.entities import ALL_LABELS, DEFAULT_LABELS
 from entityflow.queues import PubSubNames, parse_queue
 from entityflow.stores import parse_dsn
+from entityflow.topics import TopicRule
 
 KEY_FILE = "api-key"
 # Shorter keys are refused at start: guessable, and a sign of a placeholder left in place.
@@ -64,6 +65,7 @@ class Settings(BaseSettings):
     firestore_shards: int = Field(8, ge=1, le=100)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+    topics_file: Path | None = None
     queue: str = "local"
     role: Literal["all", "ingest", "process"] = "all"
     pubsub_subscription: str | None = None
@@ -78,6 +80,8 @@ class Settings(BaseSettings):
     # `body_timeout`.
     idle_timeout: float = Field(15.0, gt=0, le=3600)
     body_timeout: float = Field(60.0, gt=0, le=3600)
+    nlp_ops: Literal["numpy", "blis"] = "numpy"
+    nlp_cache: bool = True
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -156,6 +160,13 @@ class Settings(BaseSettings):
     @cached_property
     def worker_count(self) -> int:
         return self.workers or usable_cores()
+
+    @cached_property
+    def topic_rule(self) -> TopicRule:
+        """The topic rule under the operator's rules file; RulesError when it is bad."""
+        from entityflow.topics_file import load_rule
+
+        return load_rule(self.topics_file, self.data_dir)
 
     @cached_property
     def pubsub(self) -> PubSubNames | None:

@@ -87,6 +87,11 @@ class Metrics:
         self.draining = Gauge(
             "entityflow_draining", "1 while the service drains for shutdown.", registry=r
         )
+        self.nlp_cache_hits = Counter(
+            "entityflow_nlp_cache_hits",
+            "Posts whose entities came from the result cache instead of NER.",
+            registry=r,
+        )
         self._pubsub(r)
         self._reads(r)
 

@@ -155,11 +155,25 @@ class EntityCount:
 
 
 @dataclass(slots=True, frozen=True)
+class TopicCount:
+    """One topic of one post (topics.py): its identity, name, mentions and the post's
+    entities it gathers."""
+
+    label: str
+    key: str
+    name: str
+    count: int
+    aliases: tuple[EntityCount, ...] = ()
+
+
+@dataclass(slots=True, frozen=True)
 class ProcessedPost:
-    """A post after NER, ready for the store."""
+    """A post after NER, ready for the store; `topics` by the rule of `topics_version`."""
 
     post: PostRecord
     entities: tuple[EntityCount, ...] = field(default_factory=tuple)
+    topics: tuple[TopicCount, ...] = field(default_factory=tuple)
+    topics_version: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -168,6 +182,7 @@ class StoredPost:
     publication: str
     date: str
     entities: tuple[EntityCount, ...]
+    topics: tuple[TopicCount, ...] = ()
 
 
 @dataclass(slots=True, frozen=True)
@@ -185,6 +200,26 @@ class EntityTotal:
     text: str
     posts: int
     mentions: int
+
+
+@dataclass(slots=True, frozen=True)
+class AliasTotal:
+    """An entity that a topic gathers, with the mentions it brought to that topic."""
+
+    label: str
+    key: str
+    text: str
+    mentions: int
+
+
+@dataclass(slots=True, frozen=True)
+class TopicTotal:
+    label: str
+    key: str
+    name: str
+    posts: int
+    mentions: int
+    aliases: tuple[AliasTotal, ...] = ()
 
 
 SortKey = Literal["posts", "mentions"]

@@ -13,13 +13,14 @@ import select
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
 from entityflow.entities import count_entities
-from entityflow.models import EntityCount
+from entityflow.models import EntityCount, TopicCount
+from entityflow.topics import TopicRule, resolve
 
 # Components each pipeline keeps. In en_core_web_sm the `ner` component has its own
 # embedded tok2vec, so `fast` needs nothing else; `exact` adds the parser (and the tok2vec it
@@ -56,13 +57,17 @@ class WorkerConfig:
     ignore_self_mentions: bool = False
     log_level: int = logging.INFO
     nice: int = 0
+    # "numpy": thinc's NumpyOps without BLIS, so the matrix products go through numpy's
+    # OpenBLAS (measured 1.33x faster NER, same entities); "blis": spaCy's default ops.
+    ops: str = "blis"
     # The service's main process: a worker exits when it does, however it ended.
     parent_pid: int | None = None
+    topic_rule: TopicRule = field(default_factory=TopicRule)
 
 
 @dataclass(slots=True, frozen=True)
 class BatchResult:
-    """Counts for each text of a batch, in order, and the time spent inside spaCy.
+    """Counts and topics for each text of a batch, in order, and the time spent inside spaCy.
 
     `nlp_seconds` is wall time; `cpu_seconds` the worker's CPU time over the same span, which
     a busy machine does not inflate.
@@ -72,12 +77,26 @@ class BatchResult:
     nlp_seconds: float
     pid: int
     cpu_seconds: float = 0.0
+    topics: tuple[tuple[TopicCount, ...], ...] = ()
 
 
 _nlp: Any = None
 _config: WorkerConfig | None = None
 _crash_marker: str | None = None
 _raise_marker: str | None = None
+
+
+def use_ops(ops: str) -> None:
+    """Make `ops` ("numpy" or "blis") thinc's current ops; call before loading the model."""
+    if ops not in OPS:
+        raise ValueError(f"unknown NLP ops {ops!r}: use one of {', '.join(OPS)}")
+    from thinc.api import NumpyOps, set_current_ops
+
+    set_current_ops(NumpyOps(use_blis=ops == "blis"))
+
+
+# What ENTITYFLOW_NLP_OPS accepts; the first is the default.
+OPS = ("numpy", "blis")
 
 
 def load(model: str, pipeline: str) -> Any:
@@ -116,6 +135,7 @@ def init_worker(config: WorkerConfig, log_queue: Queue[Any] | None) -> None:
             "workers keep the service's priority: %s", error.strerror
         )
     started = time.perf_counter()
+    use_ops(config.ops)
     _nlp = load(config.model, config.pipeline)
     logging.getLogger("entityflow.nlp").debug(
         "worker %d loaded %s (%s) in %.1fs",
@@ -159,7 +179,7 @@ def extract(items: Sequence[tuple[str, str]]) -> BatchResult:
     if _raise_marker is not None and any(_raise_marker in text for _, text in items):
         raise ValueError("test hook: this batch holds the raise marker")
     started, cpu = time.perf_counter(), time.process_time()
-    results = []
+    results, topics = [], []
     # memory_zone frees the strings and vocabulary entries a batch added, so a worker's
     # memory stays flat over millions of posts.
     with _nlp.memory_zone():
@@ -167,7 +187,9 @@ def extract(items: Sequence[tuple[str, str]]) -> BatchResult:
         for (publication, _), doc in zip(items, docs, strict=True):
             spans = [(ent.text, ent.label_) for ent in doc.ents]
             own = publication if _config.ignore_self_mentions else None
-            results.append(tuple(count_entities(spans, _config.labels, own)))
+            entities = tuple(count_entities(spans, _config.labels, own))
+            results.append(entities)
+            topics.append(resolve(entities, publication, _config.topic_rule))
     if _malloc_trim is not None:
         _malloc_trim(0)
     return BatchResult(
@@ -175,4 +197,5 @@ def extract(items: Sequence[tuple[str, str]]) -> BatchResult:
         time.perf_counter() - started,
         os.getpid(),
         time.process_time() - cpu,
+        tuple(topics),
     )

@@ -19,9 +19,9 @@ from entityflow.errors import (
 )
 from entityflow.metrics import Metrics
 from entityflow.models import PostRecord, ProcessedPost
+from entityflow.nlpcache import ResultCache
 from entityflow.outcomes import Outcomes
 from entityflow.pool import WorkerPool
-from entityflow.stores.base import Store
 from entityflow.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -52,15 +52,18 @@ class Pipeline:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
         metrics: Metrics,
         pool: WorkerPool,
+        writer: Writer,
         outcomes: Outcomes,
         source: Source | None = None,
+        cache: ResultCache | None = None,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
         self._outcomes = outcomes
+        # Worked out here, not on the event loop: it reads the shipped tables once.
+        self._topics_version = settings.topic_rule.version
         outcomes.listen(self._forget)
         self._source = source
         # A source that counts deliveries (Pub/Sub) takes a post back after one crash and
@@ -76,14 +79,14 @@ class Pipeline:
         self._reserved = 0
         self._slots = asyncio.Semaphore(pool.size * BATCHES_PER_WORKER)
         self._batches: set[asyncio.Task[None]] = set()
-        self.writer = Writer(
-            store,
-            metrics,
-            batch_size=settings.batch_size,
-            flush_interval=settings.flush_interval,
-            on_done=outcomes.written,
-        )
-        self._tasks: list[asyncio.Task[None]] = []
+        self.writer = writer
+        self._dispatcher: asyncio.Task[None] | None = None
+        # Set whenever nothing is pending: what the drain waits for.
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._drained: asyncio.Task[bool] | None = None
+        # Reuses the NER result of a text seen before (entityflow.nlpcache).
+        self.cache = cache
 
     @property
     def depth(self) -> int:
@@ -99,20 +102,19 @@ class Pipeline:
         A store that answers with errors is retried and counts as alive (a restart would not
         bring it back); a store call that does not return for `longer_than` seconds does not.
         """
-        for task in self._tasks:
-            # The drain ends the tasks on purpose.
-            if task.done() and not self.draining:
-                return f"the {task.get_name()} task has ended"
+        # The drain ends the tasks on purpose.
+        if self._dispatcher is not None and self._dispatcher.done() and not self.draining:
+            return "the dispatcher task has ended"
+        if self.writer.ended:
+            return "the writer task has ended"
         blocked = self.writer.blocked_for()
         if blocked > longer_than:
             return f"a store write has not returned for {blocked:.0f}s"
         return None
 
-    async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self.writer.run(), name="writer"),
-            asyncio.create_task(self._dispatch(), name="dispatcher"),
-        ]
+    def start(self) -> None:
+        """Start cutting batches from the queue for the pool (the writer runs already)."""
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="dispatcher")
 
     async def accept(self, posts: Sequence[PostRecord]) -> None:
         """Queue posts (all or none) once they are journaled; raise Unavailable if we can't."""
@@ -158,6 +160,7 @@ class Pipeline:
         # Reserve room while the journal write is in flight so concurrent requests
         # cannot overfill the queue.
         self._reserved += len(fresh)
+        self._idle.clear()
         outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         outcome.add_done_callback(_retrieve)
         for post in fresh:
@@ -181,6 +184,8 @@ class Pipeline:
             self._reserved -= len(fresh)
             for post in fresh:
                 self._appending.pop(post.id, None)
+            if outcome.done():  # the append failed, so nothing is queued: the drain may end
+                self._forget([])
         self._enqueue(fresh)
         outcome.set_result(None)
         self._metrics.accepted.inc(len(fresh))
@@ -188,6 +193,7 @@ class Pipeline:
     async def recover(self, posts: Sequence[PostRecord]) -> None:
         """Queue posts the journal kept from the last run, waiting for room as they flow."""
         for post in posts:
+            self._idle.clear()
             self.pending[post.id] = post
             await self.queue.put(_Queued(post, time.monotonic()))
             self._metrics.queue_depth.set(self.queue.qsize())
@@ -195,41 +201,45 @@ class Pipeline:
     def _enqueue(self, posts: Sequence[PostRecord]) -> None:
         """Queue accepted posts; `accept` has made sure there is room."""
         now = time.monotonic()
+        self._idle.clear()
         for post in posts:
             self.pending[post.id] = post
             self.queue.put_nowait(_Queued(post, now))
         self._metrics.queue_depth.set(self.queue.qsize())
 
     async def drain(self, timeout: float) -> bool:
-        """Refuse new posts, finish everything accepted and flush it; True if all made it."""
+        """Refuse new posts, finish everything accepted; True if all of it was written.
+
+        The one way into a drain: a second call (the dispatcher's cleanup after serve's
+        signal handler) waits for the first instead of starting another.
+        """
+        if self._drained is None:
+            self._drained = asyncio.create_task(self._drain(timeout), name="drain")
+        return await asyncio.shield(self._drained)
+
+    async def _drain(self, timeout: float) -> bool:
         self.draining = True
         self._metrics.draining.set(1)
         if self._source is not None:
             await self._source.stop_pulling()
-        deadline = time.monotonic() + timeout
-        while self.pending and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        drained = not self.pending
-        if not drained:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
             log.error(
                 "drain timed out with %d posts unwritten; the journal keeps them for next start",
                 len(self.pending),
             )
-        await self.close()
-        return drained
+        await self.stop()
+        return not self.pending
 
-    async def close(self) -> None:
-        for task in self._tasks[1:]:
+    async def stop(self) -> None:
+        """Stop cutting batches and abandon those in the pool (their posts stay pending)."""
+        tasks = [*self._batches, *([self._dispatcher] if self._dispatcher else [])]
+        for task in tasks:
             task.cancel()
-        for task in list(self._batches):
-            task.cancel()
-        await asyncio.gather(*self._tasks[1:], *self._batches, return_exceptions=True)
-        await self.writer.close()
-        if self._tasks:
-            writer_task = self._tasks[0]
-            if self.pending:
-                writer_task.cancel()
-            await asyncio.gather(writer_task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.cache is not None:
+            await self.cache.close()
 
     async def _dispatch(self) -> None:
         limit = self._settings.nlp_batch_size
@@ -255,7 +265,11 @@ class Pipeline:
                 self._metrics.queue_wait.observe(now - item.enqueued_at)
             self._metrics.in_flight.inc()
             try:
-                processed = await self._extract([item.post for item in batch])
+                posts = [item.post for item in batch]
+                if self.cache is not None:
+                    processed = await self.cache.run(posts, self._extract)
+                else:
+                    processed = await self._extract(posts)
             finally:
                 self._metrics.in_flight.dec()
             self._metrics.processed.inc(len(processed))
@@ -314,13 +328,15 @@ class Pipeline:
         self._metrics.nlp_seconds.observe(result.nlp_seconds)
         self._metrics.nlp_cpu_seconds.inc(result.cpu_seconds)
         return [
-            ProcessedPost(post, entities)
-            for post, entities in zip(posts, result.entities, strict=True)
+            ProcessedPost(post, entities, topics, self._topics_version)
+            for post, entities, topics in zip(posts, result.entities, result.topics, strict=True)
         ]
 
     def _forget(self, ids: Sequence[str]) -> None:
         for post_id in ids:
             self.pending.pop(post_id, None)
+        if not self.pending and not self._appending:
+            self._idle.set()
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:

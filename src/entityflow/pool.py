@@ -9,6 +9,8 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import forkserver, resource_tracker, util
+from typing import Any
 
 from entityflow import nlp
 from entityflow.config import Settings
@@ -46,8 +48,10 @@ class WorkerPool:
             labels=settings.labels,
             ignore_self_mentions=settings.ignore_self_mentions,
             nice=settings.worker_nice,
+            ops=settings.nlp_ops,
             log_level=logging.getLevelName(settings.log_level),
             parent_pid=os.getpid(),
+            topic_rule=settings.topic_rule,
         )
         self._relay = relay
         self._metrics = metrics
@@ -133,3 +137,17 @@ class WorkerPool:
         if self._executor is not None:
             executor, self._executor = self._executor, None
             await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+
+
+def stop_helper_processes() -> None:
+    """Make the forkserver and the resource tracker exit now, once every pool is shut down.
+
+    Each waits for this process to close a pipe, which otherwise happens only as it exits:
+    under systemd they would outlive the main process and be SIGKILLed (KillMode=mixed).
+    """
+    # The semaphores of our queues first, while the tracker still runs: stopped with them
+    # registered, it unlinks them itself ("leaked semaphore") and exit then fails to.
+    util._run_finalizers(0)  # type: ignore[attr-defined]
+    helpers: tuple[Any, ...] = (forkserver._forkserver, resource_tracker._resource_tracker)
+    for helper in helpers:
+        helper._stop()  # private (CPython's tests use it), and the only way to stop them early

@@ -20,14 +20,16 @@ from entityflow.journal import Journal
 from entityflow.logs import LogRelay
 from entityflow.metrics import Metrics
 from entityflow.models import PostRecord
+from entityflow.nlpcache import ResultCache
 from entityflow.notify import Notifier, forget_systemd, listen_sockets
 from entityflow.outcomes import Outcomes
 from entityflow.pipeline import Pipeline
-from entityflow.pool import WorkerPool
+from entityflow.pool import WorkerPool, stop_helper_processes
 from entityflow.queries import MAX_ROWS
 from entityflow.queues import lifecycle as queue_lifecycle
 from entityflow.stores import Store, StoreError, open_store
 from entityflow.stores.cache import ReadCache
+from entityflow.writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,9 @@ WEB_DIR = Path(__file__).parent / "web"
 RELAY = web.AppKey("log_relay", LogRelay)
 JOURNAL = web.AppKey("journal", Journal)
 RECOVERED: web.AppKey[list[PostRecord]] = web.AppKey("recovered")
+POOL = web.AppKey("pool", WorkerPool)
+WRITER = web.AppKey("writer", Writer)
+OUTCOMES = web.AppKey("outcomes", Outcomes)
 
 
 def build_app(settings: Settings, store: Store | None = None) -> web.Application:
@@ -52,7 +57,9 @@ def build_app(settings: Settings, store: Store | None = None) -> web.Application
             megabytes = settings.read_cache_mib * 2**20
             store = ReadCache(store, ttl=settings.read_cache_seconds, max_bytes=megabytes)
     app[api.STORE] = store
-    # Teardown runs in reverse: the pipeline drains before the pool stops, the store closes last.
+    # The resources in data-flow order (_contexts); teardown runs in reverse and skips what
+    # never started: the dispatcher drains first, the writer flushes, the pool stops, the store
+    # closes.
     app.cleanup_ctx.extend(_contexts(settings))
     api.add_routes(app, writes=settings.role != "process")
     if (WEB_DIR / "index.html").exists():
@@ -97,14 +104,15 @@ Context = Callable[[web.Application], AsyncIterator[None]]
 
 def _contexts(settings: Settings) -> list[Context]:
     """The resources in data-flow order. With Pub/Sub, the publisher stands where the journal
-    keeps a 202's promise, and the subscriber (inside _pipeline) feeds the queue."""
+    keeps a 202's promise, and the subscriber (made in _writer for its outcomes, started in
+    _dispatcher) feeds the queue."""
     if settings.pubsub is None:
-        return [_log_relay, _store, _journal, _pipeline]
+        return [_log_relay, _store, _journal, _pool, _writer, _dispatcher]
     contexts: list[Context] = [_log_relay, _store, queue_lifecycle.client]
     if settings.role != "process":
         contexts.append(queue_lifecycle.front)
     if settings.role != "ingest":
-        contexts.append(_pipeline)
+        contexts.extend([_pool, _writer, _dispatcher])
     return contexts
 
 
@@ -150,42 +158,69 @@ async def _journal(app: web.Application) -> AsyncIterator[None]:
         await journal.close()
 
 
-async def _pipeline(app: web.Application) -> AsyncIterator[None]:
+async def _pool(app: web.Application) -> AsyncIterator[None]:
     settings = app[api.SETTINGS]
-    metrics = app[api.METRICS]
-    pool = WorkerPool(settings, app[RELAY], metrics)
+    pool = WorkerPool(settings, app[RELAY], app[api.METRICS])
     log.info(
         "starting %d NLP worker(s): %s, %s pipeline", pool.size, settings.model, settings.pipeline
     )
     try:
         await pool.start()
-    except BaseException:
+        app[POOL] = pool
+        yield
+    finally:
         await pool.close()
-        raise
-    source = queue_lifecycle.source(app) if settings.pubsub else None
-    if source is None:
+
+
+async def _writer(app: web.Application) -> AsyncIterator[None]:
+    settings, metrics = app[api.SETTINGS], app[api.METRICS]
+    if settings.pubsub:
+        source = queue_lifecycle.source(app)
+        outcomes: Outcomes = queue_lifecycle.QueueOutcomes(source, settings.data_dir, metrics)
+    else:
         outcomes = Outcomes(app.get(JOURNAL), settings.data_dir, metrics)
-    else:
-        outcomes = queue_lifecycle.QueueOutcomes(source, settings.data_dir, metrics)
-    pipeline = Pipeline(settings, app[api.STORE], metrics, pool, outcomes, source)
-    app[api.PIPELINE] = pipeline
-    if source is None:
-        app[api.FRONT] = pipeline
-    await pipeline.start()
-    if source is not None:
-        source.feed = pipeline.recover
-        source.start()
-    else:
-        recovered: list[PostRecord] = app[RECOVERED]
-        await pipeline.recover(recovered)
+    writer = Writer(
+        app[api.STORE],
+        metrics,
+        batch_size=settings.batch_size,
+        flush_interval=settings.flush_interval,
+        on_done=outcomes.written,
+    )
+    app[OUTCOMES], app[WRITER] = outcomes, writer
+    writer.start()
     try:
         yield
     finally:
-        if not pipeline.draining:
-            await pipeline.drain(settings.drain_timeout)
+        pipeline = app.get(api.PIPELINE)
+        # After a drain that timed out, what is still unwritten stays in the journal.
+        await writer.stop(abandon=pipeline is not None and bool(pipeline.pending))
+
+
+async def _dispatcher(app: web.Application) -> AsyncIterator[None]:
+    """The queue's consumer, fed by one of two sources: this instance's journal (posts kept
+    from the last run first, then what the HTTP API accepts) or the Pub/Sub subscriber."""
+    settings = app[api.SETTINGS]
+    source = app.get(queue_lifecycle.SUBSCRIBER)
+    cache = ResultCache(settings, app[api.STORE], app[api.METRICS]) if settings.nlp_cache else None
+    pipeline = Pipeline(
+        settings, app[api.METRICS], app[POOL], app[WRITER], app[OUTCOMES], source, cache
+    )
+    app[api.PIPELINE] = pipeline
+    if source is None:
+        app[api.FRONT] = pipeline
+    pipeline.start()
+    try:
+        if source is None:
+            recovered: list[PostRecord] = app[RECOVERED]
+            await pipeline.recover(recovered)
+        else:
+            source.feed = pipeline.recover
+            source.start()
+        yield
+    finally:
+        await pipeline.drain(settings.drain_timeout)
         if source is not None:
             await source.close()
-        await pool.close()
 
 
 async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = None) -> int:
@@ -242,6 +277,7 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = 
     monitor.cancel()
     await asyncio.gather(monitor, return_exceptions=True)
     await runner.cleanup()
+    stop_helper_processes()
     notifier.close()
     log.info("stopped%s", "" if drained else " with posts left in the journal")
     return 0 if drained else 1

@@ -54,6 +54,7 @@ class Writer:
         self.fault: str | None = None
         self._fault_cause: str | None = None
         self._call_started: float | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def blocked_for(self) -> float:
         """Seconds the current store call has been running (0 between calls).
@@ -62,6 +63,25 @@ class Writer:
         while one call does not return: the writer is wedged, not waiting.
         """
         return 0.0 if self._call_started is None else time.monotonic() - self._call_started
+
+    def start(self) -> None:
+        """Run `run` as a task of its own, until `stop`."""
+        self._task = asyncio.create_task(self.run(), name="writer")
+
+    @property
+    def ended(self) -> bool:
+        """The task ended before `stop` asked it to (the watchdog's test)."""
+        return self._task is not None and self._task.done() and not self._closing
+
+    async def stop(self, *, abandon: bool) -> None:
+        """Flush what is buffered and end the task; `abandon` gives up on what cannot be
+        written now (after a timed-out drain: the journal keeps those posts for next start)."""
+        await self.close()
+        if self._task is None:
+            return
+        if abandon:
+            self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
 
     async def put(self, posts: Sequence[ProcessedPost]) -> None:
         async with self._changed:

@@ -24,6 +24,7 @@ from entityflow.api.schemas import (
     Point,
     PostEntity,
     PostOut,
+    PostTopic,
     Publication,
     PublicationList,
     Series,
@@ -63,6 +64,10 @@ async def get_post(request: web.Request) -> web.Response:
                 date=stored.date,
                 status="processed",
                 entities=entities,
+                topics=[
+                    PostTopic(name=t.name, label=t.label, key=t.key, count=t.count)
+                    for t in stored.topics
+                ],
             )
         )
     pipeline = request.app.get(PIPELINE)

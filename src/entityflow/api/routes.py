@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from pydantic import BaseModel
 
-from entityflow.api import health, ingest, reads
+from entityflow.api import health, ingest, reads, topics
 from entityflow.api.edge import NDJSON, Handler, QueryModel
 from entityflow.api.schemas import (
     Accepted,
@@ -26,6 +26,7 @@ from entityflow.api.schemas import (
     Timeline,
     TimelineQuery,
 )
+from entityflow.api.topic_schemas import Suggestions, SuggestionsQuery, Topics
 from entityflow.models import PostIn
 
 # A post id as a path segment; "batch" is POST /v1/posts/batch, so it is not an id here
@@ -83,6 +84,15 @@ ROUTES = (
     Route("GET", "/v1/entities/timeline", reads.timeline,
           "One entity over time, one series per publication", Timeline,
           query=TimelineQuery, access="read", errors=(422, 503)),
+    Route("GET", "/v1/topics", topics.top_topics,
+          "Top topics: people, places and organisations, each with its aliases", Topics,
+          query=EntitiesQuery, access="read", errors=(422, 503), answer_types=("text/csv",)),
+    Route("GET", "/v1/topics/timeline", topics.timeline,
+          "One topic over time, one series per publication", Timeline,
+          query=TimelineQuery, access="read", errors=(422, 503)),
+    Route("GET", "/v1/topics/suggestions", topics.suggestions,
+          "Merges the topic rules did not make, with their evidence", Suggestions,
+          query=SuggestionsQuery, access="read", errors=(422, 503)),
     Route("GET", "/healthz", health.healthz, "Liveness", Health),
     Route("GET", "/readyz", health.readyz,
           "Readiness: model loaded, store and queue reachable, not draining", Readiness,

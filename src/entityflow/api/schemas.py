@@ -133,12 +133,20 @@ class PostEntity(Response):
     count: int
 
 
+class PostTopic(Response):
+    name: str
+    label: str
+    key: str
+    count: int
+
+
 class PostOut(Response):
     id: str
     publication: str
     date: Day
     status: Literal["queued", "processed"]
     entities: list[PostEntity]
+    topics: list[PostTopic] = []
 
 
 class Publication(Response):

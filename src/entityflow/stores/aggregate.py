@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from entityflow.models import ProcessedPost
+from entityflow.models import ProcessedPost, TopicCount
 
 DailyKey = tuple[str, str, str, str]  # publication, label, key, date
 TotalKey = tuple[str, str, str]  # publication, label, key
 FormKey = tuple[str, str, str]  # label, key, display text
+# publication, topic label, topic key, date, alias label, alias key
+AliasKey = tuple[str, str, str, str, str, str]
 
 
 @dataclass(slots=True)
@@ -21,6 +23,8 @@ class Increments:
     totals: dict[TotalKey, list[int]] = field(default_factory=dict)
     forms: dict[FormKey, int] = field(default_factory=dict)
     publications: dict[str, list[int | str]] = field(default_factory=dict)
+    topics: TopicIncrements = field(default_factory=lambda: TopicIncrements())
+    versions: set[str] = field(default_factory=set)
 
     def add(self, processed: ProcessedPost) -> None:
         post = processed.post
@@ -42,6 +46,30 @@ class Increments:
             total[1] += entity.count
             form = (entity.label, entity.key, entity.text)
             self.forms[form] = self.forms.get(form, 0) + entity.count
+        self.topics.add(processed.post.publication, processed.post.date, processed.topics)
+        if processed.topics_version:
+            self.versions.add(processed.topics_version)
+
+
+@dataclass(slots=True)
+class TopicIncrements:
+    """Topic sums to add: [posts, mentions] per day and in total, mentions per alias and day."""
+
+    daily: dict[DailyKey, list[int]] = field(default_factory=dict)
+    totals: dict[TotalKey, list[int]] = field(default_factory=dict)
+    aliases: dict[AliasKey, int] = field(default_factory=dict)
+
+    def add(self, publication: str, day: str, topics: Iterable[TopicCount]) -> None:
+        for topic in topics:
+            daily = self.daily.setdefault((publication, topic.label, topic.key, day), [0, 0])
+            daily[0] += 1
+            daily[1] += topic.count
+            total = self.totals.setdefault((publication, topic.label, topic.key), [0, 0])
+            total[0] += 1
+            total[1] += topic.count
+            for alias in topic.aliases:
+                key = (publication, topic.label, topic.key, day, alias.label, alias.key)
+                self.aliases[key] = self.aliases.get(key, 0) + alias.count
 
 
 def increments(posts: Iterable[ProcessedPost]) -> Increments:

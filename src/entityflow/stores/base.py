@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from entityflow.models import (
@@ -13,8 +13,13 @@ from entityflow.models import (
     PublicationSummary,
     StoredPost,
     TimelineQuery,
+    TopicTotal,
     WriteResult,
 )
+from entityflow.topics import TopicRule
+
+# Told (posts just done, total when known): `entityflow topics recount`'s progress bar.
+Progress = Callable[[int, int | None], None]
 
 
 class StoreError(Exception):
@@ -65,4 +70,21 @@ class Store(Protocol):
 
     async def daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
         """One entity's counts per (publication, date), sorted by publication then date."""
+        ...
+
+    async def top_topics(self, query: EntityQuery) -> list[TopicTotal]:
+        """Topics as top_entities ranks entities, each with its aliases under the filters."""
+        ...
+
+    async def topic_daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
+        """One topic's counts per (publication, date), as daily_counts."""
+        ...
+
+    async def topics_version(self) -> str | None:
+        """The version of the topic rule that made the stored topic counts (None: none yet)."""
+        ...
+
+    async def recount_topics(self, rule: TopicRule, progress: Progress) -> int:
+        """Rebuild every topic count and each post's topics from the stored entities under
+        `rule`; idempotent. Returns the number of posts. The service must not be writing."""
         ...

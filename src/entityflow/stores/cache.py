@@ -26,9 +26,11 @@ from entityflow.models import (
     PublicationSummary,
     StoredPost,
     TimelineQuery,
+    TopicTotal,
     WriteResult,
 )
-from entityflow.stores.base import Store
+from entityflow.stores.base import Progress, Store
+from entityflow.topics import TopicRule
 
 T = TypeVar("T")
 # Estimated bytes of one cached row besides its text (object headers, ints, the tuple).
@@ -82,6 +84,20 @@ class ReadCache:
 
     async def daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
         return await self._cached(("daily", query), lambda: self.inner.daily_counts(query))
+
+    async def top_topics(self, query: EntityQuery) -> list[TopicTotal]:
+        return await self._cached(("topics", query), lambda: self.inner.top_topics(query))
+
+    async def topic_daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
+        return await self._cached(
+            ("topic daily", query), lambda: self.inner.topic_daily_counts(query)
+        )
+
+    async def topics_version(self) -> str | None:
+        return await self.inner.topics_version()
+
+    async def recount_topics(self, rule: TopicRule, progress: Progress) -> int:
+        return await self.inner.recount_topics(rule, progress)
 
     async def _cached(self, key: Any, read: Callable[[], Awaitable[list[T]]]) -> list[T]:
         now = time.monotonic()

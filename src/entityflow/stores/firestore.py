@@ -12,10 +12,11 @@ import asyncio
 import calendar
 import hashlib
 import random
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any, TypeVar
 
+import orjson
 from google.api_core import exceptions as google_errors
 from google.auth.exceptions import GoogleAuthError
 from google.cloud import firestore
@@ -31,18 +32,21 @@ from entityflow.models import (
     PublicationSummary,
     StoredPost,
     TimelineQuery,
+    TopicTotal,
     WriteResult,
 )
 from entityflow.queries import next_month, rank
-from entityflow.stores import faults
+from entityflow.stores import faults, firestore_topics
 from entityflow.stores.aggregate import Increments, increments, pick_display_text
-from entityflow.stores.base import StoreError
+from entityflow.stores.base import Progress, StoreError
+from entityflow.topics import TopicRule
 
 T = TypeVar("T")
 
 MAX_WRITES_PER_COMMIT = 500
-# Room is kept in every commit for the one-off shard registration (SHARDS_DOC).
-MAX_POST_WRITES = MAX_WRITES_PER_COMMIT - 1
+# Room is kept in every commit for the one-off shard registration (SHARDS_DOC) and the topic
+# rule's version (firestore_topics.TOPICS_DOC).
+MAX_POST_WRITES = MAX_WRITES_PER_COMMIT - 2
 # Documents per BatchGetDocuments call; entities whose display text one call reads.
 GET_CHUNK = 300
 DISPLAY_CHUNK = 100
@@ -80,6 +84,7 @@ def classify(error: Exception) -> StoreError:
 
 
 POSTS, COUNTS, FORMS, PUBLICATIONS = "posts", "counts", "forms", "publications"
+NLP_CACHE = "nlp_cache"
 
 OnCommit = Callable[[list[str]], None]
 
@@ -110,6 +115,7 @@ class FirestoreStore:
         self._on_commit = on_commit
         self._client: firestore.AsyncClient | None = None
         self._registered = False
+        self._topics_version: str | None = None
         # Documents read (as Firestore bills them: a query that finds none costs one).
         self.documents_read = 0
 
@@ -192,7 +198,30 @@ class FirestoreStore:
         entities = tuple(
             EntityCount(e["label"], e["key"], e["text"], int(e["count"])) for e in data["entities"]
         )
-        return StoredPost(data["id"], data["publication"], data["date"], entities)
+        topics = firestore_topics.topics_of(data, entities)
+        return StoredPost(data["id"], data["publication"], data["date"], entities, topics)
+
+    async def cached_results(self, keys: Collection[str]) -> dict[str, tuple[EntityCount, ...]]:
+        """NER results by content key (entityflow.nlpcache), one document each."""
+        refs = [self._db.collection(NLP_CACHE).document(key) for key in keys]
+        chunks = await asyncio.gather(
+            *(self._get_all(refs[i : i + GET_CHUNK]) for i in range(0, len(refs), GET_CHUNK))
+        )
+        return {
+            s.id: tuple(EntityCount(*item) for item in orjson.loads(s.get("entities")))
+            for chunk in chunks
+            for s in chunk
+            if s.exists
+        }
+
+    async def cache_results(self, results: Mapping[str, tuple[EntityCount, ...]]) -> None:
+        items = list(results.items())
+        for start in range(0, len(items), MAX_WRITES_PER_COMMIT):
+            batch = self._db.batch()
+            for key, entities in items[start : start + MAX_WRITES_PER_COMMIT]:
+                blob = orjson.dumps([(e.label, e.key, e.text, e.count) for e in entities])
+                batch.set(self._db.collection(NLP_CACHE).document(key), {"entities": blob})
+            await self._call(batch.commit(timeout=self._timeout))
 
     async def publications(self) -> list[PublicationSummary]:
         snapshots = await self._stream(self._db.collection(PUBLICATIONS))
@@ -257,6 +286,18 @@ class FirestoreStore:
             day[1] += data["m"][field]
         return [DailyCount(pub, day, p, m) for (pub, day), (p, m) in sorted(sums.items())]
 
+    async def top_topics(self, query: EntityQuery) -> list[TopicTotal]:
+        return await firestore_topics.top_topics(self, query)
+
+    async def topic_daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
+        return await firestore_topics.daily_counts(self, query)
+
+    async def topics_version(self) -> str | None:
+        return await firestore_topics.version(self)
+
+    async def recount_topics(self, rule: TopicRule, progress: Progress) -> int:
+        return await firestore_topics.recount(self, rule, progress)
+
     # Writing
 
     def _plan(self, posts: Sequence[ProcessedPost]) -> Iterable[list[ProcessedPost]]:
@@ -301,6 +342,7 @@ class FirestoreStore:
                         {"label": e.label, "key": e.key, "text": e.text, "count": e.count}
                         for e in processed.entities
                     ],
+                    **firestore_topics.post_fields(processed),
                 },
             )
         for (collection, doc_id), fields in self._counter_writes(increments(group)):
@@ -311,10 +353,15 @@ class FirestoreStore:
             # In the same commit as the shard's first data, so readers never miss a shard.
             batch.set(self._db.document(SHARDS_DOC), {"used": ArrayUnion([self.shard])}, merge=True)
             paths.append(SHARDS_DOC)
+        version = max((p.topics_version for p in group), default="")
+        if version and version != self._topics_version:
+            batch.set(self._db.document(firestore_topics.TOPICS_DOC), {"version": version})
+            paths.append(firestore_topics.TOPICS_DOC)
         if self._on_commit is not None:
             self._on_commit(paths)
         await self._call(batch.commit(timeout=self._timeout))
         self._registered = True
+        self._topics_version = version or self._topics_version
 
     def _counter_writes(
         self, added: Increments
@@ -335,9 +382,11 @@ class FirestoreStore:
                 field = _encode(key)
                 doc["p"][field] = doc["p"].get(field, 0) + posts
                 doc["m"][field] = doc["m"].get(field, 0) + mentions
-        for (publication, period, label), doc in counters.items():
+        for doc in counters.values():
             doc["p"] = {field: Increment(n) for field, n in doc["p"].items()}
             doc["m"] = {field: Increment(n) for field, n in doc["m"].items()}
+        firestore_topics.add_fields(counters, added.topics, _encode, Increment)
+        for (publication, period, label), doc in counters.items():
             yield (COUNTS, self._sharded(publication, period, label)), doc
         forms: dict[tuple[str, str], dict[str, Any]] = {}
         for (label, key, text), mentions in added.forms.items():
@@ -462,7 +511,7 @@ def _documents_of(processed: ProcessedPost) -> set[tuple[str, ...]]:
         documents.add((COUNTS, post.publication, "d" + post.date, entity.label))
         documents.add((COUNTS, post.publication, "m" + post.date[:7], entity.label))
         documents.add((FORMS, entity.label, _bucket(entity.label, entity.key)))
-    return documents
+    return documents | firestore_topics.documents_of(processed)
 
 
 def _period_ranges(since: str | None, until: str | None) -> list[tuple[str, str]]:

@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from entityflow.models import (
     DailyCount,
+    EntityCount,
     EntityQuery,
     EntityTotal,
     ProcessedPost,
     PublicationSummary,
     StoredPost,
     TimelineQuery,
+    TopicTotal,
     WriteResult,
 )
 from entityflow.queries import rank
-from entityflow.stores.aggregate import Increments, pick_display_text
+from entityflow.stores import topic_rows
+from entityflow.stores.aggregate import Increments, TopicIncrements, pick_display_text
+from entityflow.stores.base import Progress
+from entityflow.topics import TopicRule, resolve
 
 
 class MemoryStore:
     def __init__(self) -> None:
         self.posts: dict[str, StoredPost] = {}
         self.counts = Increments()
+        self.nlp_cache: dict[str, tuple[EntityCount, ...]] = {}
+        self.version: str | None = None
 
     @property
     def description(self) -> str:
@@ -48,9 +55,10 @@ class MemoryStore:
         for post_id, processed in fresh.items():
             post = processed.post
             self.posts[post_id] = StoredPost(
-                post.id, post.publication, post.date, processed.entities
+                post.id, post.publication, post.date, processed.entities, processed.topics
             )
             self.counts.add(processed)
+            self.version = processed.topics_version or self.version
         return WriteResult(stored=tuple(fresh), duplicates=tuple(duplicates))
 
     async def stored_ids(self, ids: Collection[str]) -> set[str]:
@@ -94,6 +102,59 @@ class MemoryStore:
         ]
         return sorted(rows, key=lambda row: (row.publication, row.date))
 
+    async def cached_results(self, keys: Collection[str]) -> dict[str, tuple[EntityCount, ...]]:
+        return {key: self.nlp_cache[key] for key in keys if key in self.nlp_cache}
+
+    async def cache_results(self, results: Mapping[str, tuple[EntityCount, ...]]) -> None:
+        for key, entities in results.items():
+            self.nlp_cache.setdefault(key, entities)
+
+    async def top_topics(self, query: EntityQuery) -> list[TopicTotal]:
+        sums: dict[tuple[str, str], list[int]] = {}
+        for (publication, label, key, day), (posts, mentions) in self.counts.topics.daily.items():
+            if _wanted(query.publications, query.labels, query.since, query.until)(
+                publication, label, day
+            ):
+                total = sums.setdefault((label, key), [0, 0])
+                total[0] += posts
+                total[1] += mentions
+        ranked = topic_rows.rank(sums, query)
+        wanted = {topic for topic, _, _ in ranked}
+        keep = _wanted(query.publications, (), query.since, query.until)
+        aliases: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
+        for (pub, label, key, day, a, b), mentions in self.counts.topics.aliases.items():
+            if (label, key) in wanted and keep(pub, label, day):
+                members = aliases.setdefault((label, key), {})
+                members[a, b] = members.get((a, b), 0) + mentions
+        return topic_rows.assemble(ranked, aliases, lambda entity: self._text(*entity))
+
+    async def topic_daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
+        keep = _wanted(query.publications, (query.label,), query.since, query.until)
+        rows = [
+            DailyCount(publication, day, posts, mentions)
+            for (publication, label, key, day), (posts, mentions) in (
+                self.counts.topics.daily.items()
+            )
+            if key == query.key and keep(publication, label, day)
+        ]
+        return sorted(rows, key=lambda row: (row.publication, row.date))
+
+    async def topics_version(self) -> str | None:
+        return self.version
+
+    async def recount_topics(self, rule: TopicRule, progress: Progress) -> int:
+        progress(0, len(self.posts))
+        self.counts.topics = TopicIncrements()
+        for post_id, post in list(self.posts.items()):
+            topics = resolve(post.entities, post.publication, rule)
+            self.posts[post_id] = StoredPost(
+                post.id, post.publication, post.date, post.entities, topics
+            )
+            self.counts.topics.add(post.publication, post.date, topics)
+            progress(1, None)
+        self.version = rule.version
+        return len(self.posts)
+
     def _text(self, label: str, key: str) -> str:
         forms = {
             text: mentions
@@ -101,3 +162,17 @@ class MemoryStore:
             if (form_label, form_key) == (label, key)
         }
         return pick_display_text(forms)
+
+
+def _wanted(
+    publications: Sequence[str], labels: Sequence[str], since: str | None, until: str | None
+) -> Callable[[str, str, str], bool]:
+    def keep(publication: str, label: str, day: str) -> bool:
+        return (
+            (not publications or publication in publications)
+            and (not labels or label in labels)
+            and not (since and day < since)
+            and not (until and day > until)
+        )
+
+    return keep

@@ -1,0 +1,248 @@
+"""Topic counts on Firestore, kept inside the mention counters' own documents.
+
+A counter document per (publication, day or month, label, shard) holds, beside the entity
+maps `p` and `m`, the topic maps `tp` (posts), `tm` (mentions) and `ta` (topic -> alias
+"LABEL:key" -> mentions). Firestore bills per document written, not per field, so topics add
+a document to a post's commit only where a topic's label differs from every entity label of
+the post (a relabel); docs/firestore.md has the measured cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from google.cloud.firestore_v1 import DELETE_FIELD
+from google.cloud.firestore_v1.field_path import FieldPath
+
+from entityflow.models import (
+    DailyCount,
+    EntityCount,
+    EntityQuery,
+    ProcessedPost,
+    TimelineQuery,
+    TopicCount,
+    TopicTotal,
+)
+from entityflow.stores.aggregate import TopicIncrements
+from entityflow.stores.base import Progress
+from entityflow.stores.topic_rows import assemble, rank
+from entityflow.topics import TopicRule, resolve
+
+if TYPE_CHECKING:
+    from entityflow.stores.firestore import FirestoreStore
+
+TOPICS_DOC = "meta/topics"
+TOPIC_FIELDS = ("tp", "tm", "ta")
+PAGE = 300
+
+Counters = dict[tuple[str, str, str], dict[str, Any]]
+
+
+def post_fields(processed: ProcessedPost) -> dict[str, Any]:
+    return {"topics": topic_maps(processed.topics), "topics_version": processed.topics_version}
+
+
+def topic_maps(topics: Sequence[TopicCount]) -> list[dict[str, Any]]:
+    return [
+        {
+            "label": t.label,
+            "key": t.key,
+            "name": t.name,
+            "count": t.count,
+            "aliases": [f"{a.label}:{a.key}" for a in t.aliases],
+        }
+        for t in topics
+    ]
+
+
+def topics_of(data: dict[str, Any], entities: Sequence[EntityCount]) -> tuple[TopicCount, ...]:
+    by_entity = {f"{e.label}:{e.key}": e for e in entities}
+    return tuple(
+        TopicCount(
+            t["label"],
+            t["key"],
+            t["name"],
+            int(t["count"]),
+            tuple(by_entity[a] for a in t["aliases"] if a in by_entity),
+        )
+        for t in data.get("topics") or ()
+    )
+
+
+def documents_of(processed: ProcessedPost) -> set[tuple[str, ...]]:
+    """The counter documents a post's topics touch (as firestore._documents_of names them)."""
+    post = processed.post
+    found: set[tuple[str, ...]] = set()
+    for topic in processed.topics:
+        found.add(("counts", post.publication, "d" + post.date, topic.label))
+        found.add(("counts", post.publication, "m" + post.date[:7], topic.label))
+    return found
+
+
+def add_fields(counters: Counters, added: TopicIncrements, encode: Any, wrap: Any) -> None:
+    """Put the topic sums into `counters`' documents (made when missing); `wrap` turns a
+    number into what is written (an Increment, or the number itself for a recount)."""
+    sums: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
+    for (publication, label, key, day), (posts, mentions) in added.daily.items():
+        for period in ("d" + day, "m" + day[:7]):
+            doc = sums.setdefault((publication, period, label), {"tp": {}, "tm": {}, "ta": {}})
+            field = encode(key)
+            doc["tp"][field] = doc["tp"].get(field, 0) + posts
+            doc["tm"][field] = doc["tm"].get(field, 0) + mentions
+    for (publication, label, key, day, a_label, a_key), mentions in added.aliases.items():
+        for period in ("d" + day, "m" + day[:7]):
+            members = sums[publication, period, label]["ta"].setdefault(encode(key), {})
+            alias = encode(f"{a_label}:{a_key}")
+            members[alias] = members.get(alias, 0) + mentions
+    for (publication, period, label), fields in sums.items():
+        doc = counters.setdefault(
+            (publication, period, label),
+            # No empty entity maps: written with merge, {} would replace the real ones.
+            {"publication": publication, "period": period, "label": label},
+        )
+        doc["tp"] = {field: wrap(n) for field, n in fields["tp"].items()}
+        doc["tm"] = {field: wrap(n) for field, n in fields["tm"].items()}
+        doc["ta"] = {
+            field: {alias: wrap(n) for alias, n in members.items()}
+            for field, members in fields["ta"].items()
+        }
+
+
+async def top_topics(store: FirestoreStore, query: EntityQuery) -> list[TopicTotal]:
+    from entityflow.stores.firestore import _decode, _each, _period_ranges
+
+    queries = [
+        store._counts_query(low, high, publication, query.labels)
+        for low, high in _period_ranges(query.since, query.until)
+        for publication in _each(query.publications)
+    ]
+    results = await asyncio.gather(*(store._stream(q) for q in queries))
+    sums: dict[tuple[str, str], list[int]] = {}
+    aliases: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
+    for snapshot in (s for result in results for s in result):
+        data = snapshot.to_dict() or {}
+        label, mentions, members = data["label"], data.get("tm", {}), data.get("ta", {})
+        for field, posts in data.get("tp", {}).items():
+            topic = (label, _decode(field))
+            total = sums.setdefault(topic, [0, 0])
+            total[0] += posts
+            total[1] += mentions[field]
+            found = aliases.setdefault(topic, {})
+            for alias_field, n in members.get(field, {}).items():
+                a_label, _, a_key = _decode(alias_field).partition(":")
+                found[a_label, a_key] = found.get((a_label, a_key), 0) + n
+    ranked = rank(sums, query)
+    wanted = [alias for topic, _, _ in ranked for alias in aliases.get(topic, {})]
+    texts = await store._display_texts(list(dict.fromkeys(wanted)))
+    return assemble(ranked, aliases, lambda entity: texts.get(entity, entity[1]))
+
+
+async def daily_counts(store: FirestoreStore, query: TimelineQuery) -> list[DailyCount]:
+    from entityflow.stores.firestore import _each, _encode
+
+    field = _encode(query.key)
+    low, high = "d" + (query.since or ""), "d" + (query.until or "~")
+    queries = [
+        store._counts_query(low, high, publication, (query.label,)).select(
+            [
+                "publication",
+                "period",
+                FieldPath("tp", field).to_api_repr(),
+                FieldPath("tm", field).to_api_repr(),
+            ]
+        )
+        for publication in _each(query.publications)
+    ]
+    results = await asyncio.gather(*(store._stream(q) for q in queries))
+    sums: dict[tuple[str, str], list[int]] = {}
+    for snapshot in (s for result in results for s in result):
+        data = snapshot.to_dict() or {}
+        if field not in data.get("tp", {}):
+            continue
+        day = sums.setdefault((data["publication"], data["period"][1:]), [0, 0])
+        day[0] += data["tp"][field]
+        day[1] += data["tm"][field]
+    return [DailyCount(pub, day, p, m) for (pub, day), (p, m) in sorted(sums.items())]
+
+
+async def version(store: FirestoreStore) -> str | None:
+    snapshot = await store._call(store._db.document(TOPICS_DOC).get(timeout=store._timeout))
+    return (snapshot.to_dict() or {}).get("version") if snapshot.exists else None
+
+
+async def recount(store: FirestoreStore, rule: TopicRule, progress: Progress) -> int:
+    """Each post's topics, then every counter's topic maps, written as absolute values:
+    not atomic, but a rerun after an interruption ends in the same state."""
+    from entityflow.stores.firestore import POSTS, _encode
+
+    db = store._db
+    progress(0, None)
+    added = TopicIncrements()
+    writes: list[tuple[Any, dict[str, Any], Any]] = []
+    seen, last = 0, None
+    while True:
+        query = db.collection(POSTS).order_by("__name__").limit(PAGE)
+        if last is not None:
+            query = query.start_after(last)
+        page = await store._stream(query)
+        if not page:
+            break
+        last = page[-1]
+        for snapshot in page:
+            data = snapshot.to_dict() or {}
+            entities = tuple(
+                EntityCount(e["label"], e["key"], e["text"], int(e["count"]))
+                for e in data["entities"]
+            )
+            topics = resolve(entities, data["publication"], rule)
+            added.add(data["publication"], data["date"], topics)
+            fields = {"topics": topic_maps(topics), "topics_version": rule.version}
+            writes.append((snapshot.reference, fields, None))
+        await _flush(store, writes)
+        seen += len(page)
+        progress(len(page), None)
+    counters: Counters = {}
+    add_fields(counters, added, _encode, lambda n: n)
+    writes.extend(await _counter_writes(store, counters))
+    writes.append((db.document(TOPICS_DOC), {"version": rule.version}, None))
+    await _flush(store, writes, final=True)
+    return seen
+
+
+async def _counter_writes(
+    store: FirestoreStore, counters: Counters
+) -> list[tuple[Any, dict[str, Any], Any]]:
+    """Every counter document gets its topic maps replaced: the recounted values in one
+    document per (publication, period, label), none in the others (other shards, old topics)."""
+    from entityflow.stores.firestore import COUNTS
+
+    existing = await store._stream(
+        store._db.collection(COUNTS).select(["publication", "period", "label"])
+    )
+    writes: list[tuple[Any, dict[str, Any], Any]] = []
+    for snapshot in existing:
+        data = snapshot.to_dict() or {}
+        fields = counters.pop((data["publication"], data["period"], data["label"]), None)
+        if fields is None:
+            writes.append((snapshot.reference, dict.fromkeys(TOPIC_FIELDS, DELETE_FIELD), None))
+        else:
+            writes.append((snapshot.reference, fields, list(TOPIC_FIELDS)))
+    for (publication, period, label), fields in counters.items():
+        ref = store._db.collection(COUNTS).document(store._sharded(publication, period, label))
+        writes.append((ref, fields, None))
+    return writes
+
+
+async def _flush(
+    store: FirestoreStore, writes: list[tuple[Any, dict[str, Any], Any]], final: bool = False
+) -> None:
+    """Commit `writes` in batches of 500 (the rest stays for later unless `final`)."""
+    while len(writes) >= 500 or (final and writes):
+        batch = store._db.batch()
+        for ref, fields, merge in writes[:500]:
+            # A list of fields replaces those fields whole; True merges into the document.
+            batch.set(ref, fields, merge=True if merge is None else merge)
+        await store._call(batch.commit(timeout=store._timeout))
+        del writes[:500]

@@ -1,0 +1,198 @@
+"""Topic counts on SQLite: tables beside the mention counts, written in the same transaction.
+
+Functions here run on the SQLiteStore's threads with its connections.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from entityflow.models import (
+    DailyCount,
+    EntityCount,
+    EntityQuery,
+    StoredPost,
+    TimelineQuery,
+    TopicTotal,
+)
+from entityflow.stores.aggregate import TopicIncrements, pick_display_text
+from entityflow.stores.topic_rows import assemble, rank, topics_from_rows, topics_to_rows
+from entityflow.topics import TopicRule, resolve
+
+# Created when missing, so the schema needs no version of its own in sqlite.py's migrations.
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS topic_daily (
+        publication TEXT NOT NULL, label TEXT NOT NULL, key TEXT NOT NULL, date TEXT NOT NULL,
+        posts INTEGER NOT NULL, mentions INTEGER NOT NULL,
+        PRIMARY KEY (publication, label, key, date)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS topic_daily_by_topic"
+    " ON topic_daily (label, key, publication, date)",
+    "CREATE INDEX IF NOT EXISTS topic_daily_by_date ON topic_daily (date)",
+    """CREATE TABLE IF NOT EXISTS topic_totals (
+        publication TEXT NOT NULL, label TEXT NOT NULL, key TEXT NOT NULL,
+        posts INTEGER NOT NULL, mentions INTEGER NOT NULL,
+        PRIMARY KEY (publication, label, key)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS topic_aliases (
+        label TEXT NOT NULL, key TEXT NOT NULL, publication TEXT NOT NULL, date TEXT NOT NULL,
+        alias_label TEXT NOT NULL, alias_key TEXT NOT NULL, mentions INTEGER NOT NULL,
+        PRIMARY KEY (label, key, publication, date, alias_label, alias_key)
+    ) WITHOUT ROWID""",
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+)
+POST_COLUMNS = (("topics", "BLOB"), ("topics_version", "TEXT"))
+_ADD = (
+    " ON CONFLICT DO UPDATE SET"
+    " posts = posts + excluded.posts, mentions = mentions + excluded.mentions"
+)
+
+
+def ensure_schema(db: sqlite3.Connection) -> None:
+    """Inside the caller's transaction."""
+    for statement in SCHEMA:
+        db.execute(statement)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(posts)")}
+    for name, kind in POST_COLUMNS:
+        if name not in columns:
+            db.execute(f"ALTER TABLE posts ADD COLUMN {name} {kind}")
+
+
+def topics_blob(topics: Sequence[Any]) -> bytes:
+    return orjson.dumps(topics_to_rows(topics))
+
+
+def add(db: sqlite3.Connection, added: TopicIncrements, versions: set[str]) -> None:
+    """Add a batch's topic increments (inside the caller's transaction)."""
+    db.executemany(
+        "INSERT INTO topic_daily VALUES (?, ?, ?, ?, ?, ?)" + _ADD,
+        [(*key, posts, mentions) for key, (posts, mentions) in added.daily.items()],
+    )
+    db.executemany(
+        "INSERT INTO topic_totals VALUES (?, ?, ?, ?, ?)" + _ADD,
+        [(*key, posts, mentions) for key, (posts, mentions) in added.totals.items()],
+    )
+    db.executemany(
+        "INSERT INTO topic_aliases VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT DO UPDATE SET mentions = mentions + excluded.mentions",
+        [
+            (label, key, publication, day, alias_label, alias_key, mentions)
+            for (publication, label, key, day, alias_label, alias_key), mentions in (
+                added.aliases.items()
+            )
+        ],
+    )
+    for version in sorted(versions)[-1:]:
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('topics_version', ?)", (version,))
+
+
+def version(db: sqlite3.Connection) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE name = 'topics_version'").fetchone()
+    return None if row is None else str(row[0])
+
+
+def stored_post(row: Sequence[Any]) -> StoredPost:
+    """A post from (id, publication, date, entities, topics)."""
+    entities = tuple(EntityCount(*item) for item in orjson.loads(row[3]))
+    topics = topics_from_rows(orjson.loads(row[4]), entities) if row[4] else ()
+    return StoredPost(row[0], row[1], row[2], entities, topics)
+
+
+def top_topics(db: sqlite3.Connection, query: EntityQuery) -> list[TopicTotal]:
+    where: list[str] = []
+    params: list[Any] = []
+    if query.labels:
+        where.append(f"label IN ({','.join('?' * len(query.labels))})")
+        params.extend(query.labels)
+    _filters(where, params, query.publications, query.since, query.until)
+    table = "topic_daily" if query.since or query.until else "topic_totals"
+    other = "mentions" if query.sort == "posts" else "posts"
+    rows = db.execute(
+        f"SELECT label, key, SUM(posts) AS posts, SUM(mentions) AS mentions FROM {table}"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + f" GROUP BY label, key ORDER BY {query.sort} DESC, {other} DESC, label, key LIMIT ?",
+        [*params, query.limit],
+    ).fetchall()
+    ranked = rank({(label, key): (p, m) for label, key, p, m in rows}, query)
+    aliases: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
+    for (label, key), _, _ in ranked:
+        alias_where, alias_params = ["label = ?", "key = ?"], [label, key]
+        _filters(alias_where, alias_params, query.publications, query.since, query.until)
+        found = db.execute(
+            "SELECT alias_label, alias_key, SUM(mentions) FROM topic_aliases"
+            f" WHERE {' AND '.join(alias_where)} GROUP BY alias_label, alias_key",
+            alias_params,
+        )
+        aliases[label, key] = {(a, b): n for a, b, n in found}
+
+    def text_of(entity: tuple[str, str]) -> str:
+        forms = db.execute(
+            "SELECT text, mentions FROM forms WHERE label = ? AND key = ?", entity
+        ).fetchall()
+        return pick_display_text(dict(forms)) if forms else entity[1]
+
+    return assemble(ranked, aliases, text_of)
+
+
+def daily_counts(db: sqlite3.Connection, query: TimelineQuery) -> list[DailyCount]:
+    where, params = ["label = ?", "key = ?"], [query.label, query.key]
+    _filters(where, params, query.publications, query.since, query.until)
+    rows = db.execute(
+        "SELECT publication, date, SUM(posts), SUM(mentions) FROM topic_daily"
+        f" WHERE {' AND '.join(where)} GROUP BY publication, date ORDER BY publication, date",
+        params,
+    )
+    return [DailyCount(*row) for row in rows]
+
+
+def recount(db: sqlite3.Connection, rule: TopicRule, progress: Callable[[int], None]) -> int:
+    """Every topic count again from the stored per-post entities, inside the caller's
+    transaction; `progress` is told how many posts each step did. Returns the posts seen."""
+    for table in ("topic_daily", "topic_totals", "topic_aliases"):
+        db.execute(f"DELETE FROM {table}")
+    added = TopicIncrements()
+    seen = 0
+    last = ""
+    # By pages of ids, so no cursor reads the table while it is being updated.
+    while rows := db.execute(
+        "SELECT id, publication, date, entities FROM posts WHERE id > ? ORDER BY id LIMIT 500",
+        (last,),
+    ).fetchall():
+        last = rows[-1][0]
+        updates = []
+        for post_id, publication, day, blob in rows:
+            entities = tuple(EntityCount(*item) for item in orjson.loads(blob))
+            topics = resolve(entities, publication, rule)
+            added.add(publication, day, topics)
+            updates.append((topics_blob(topics), rule.version, post_id))
+        db.executemany("UPDATE posts SET topics = ?, topics_version = ? WHERE id = ?", updates)
+        seen += len(rows)
+        progress(len(rows))
+    add(db, added, {rule.version})
+    return seen
+
+
+def posts_total(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT COUNT(*) FROM posts").fetchone()[0])
+
+
+def _filters(
+    where: list[str],
+    params: list[Any],
+    publications: Sequence[str],
+    since: str | None,
+    until: str | None,
+) -> None:
+    if publications:
+        where.append(f"publication IN ({','.join('?' * len(publications))})")
+        params.extend(publications)
+    if since:
+        where.append("date >= ?")
+        params.append(since)
+    if until:
+        where.append("date <= ?")
+        params.append(until)
