@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 
@@ -208,7 +208,7 @@ class SQLiteStore:
     async def daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
         def run(db: sqlite3.Connection) -> list[DailyCount]:
             where, params = ["label = ?", "key = ?"], [query.label, query.key]
-            _add_filters(where, params, query.publications, query.since, query.until)
+            sqlite_topics.add_filters(where, params, query.publications, query.since, query.until)
             rows = db.execute(
                 "SELECT publication, date, SUM(posts), SUM(mentions) FROM daily"
                 f" WHERE {' AND '.join(where)} GROUP BY publication, date"
@@ -409,24 +409,6 @@ class SQLiteStore:
         for label, key, text, mentions in rows:
             forms.setdefault((label, key), {})[text] = mentions
         return {entity: pick_display_text(found) for entity, found in forms.items()}
-
-
-def _add_filters(
-    where: list[str],
-    params: list[Any],
-    publications: Sequence[str],
-    since: str | None,
-    until: str | None,
-) -> None:
-    if publications:
-        where.append(f"publication IN ({','.join('?' * len(publications))})")
-        params.extend(publications)
-    if since:
-        where.append("date >= ?")
-        params.append(since)
-    if until:
-        where.append("date <= ?")
-        params.append(until)
 
 
 @contextmanager
