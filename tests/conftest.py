@@ -27,7 +27,7 @@ from blockbuster import blockbuster_ctx
 from entityflow import api
 from entityflow.config import Settings
 from entityflow.dataset import Article, sample
-from entityflow.server import build_app
+from entityflow.server import build_app, runner_options
 from entityflow.stores.base import Store
 from tests.oracle import Expected, expected_counts
 
@@ -139,9 +139,17 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 @asynccontextmanager
 async def serve_app(app: web.Application) -> AsyncIterator[str]:
-    """Run an aiohttp app on a free port of 127.0.0.1 (aiohttp's TestServer): its base URL."""
-    async with TestServer(app, host="127.0.0.1") as server:
+    """Run an aiohttp app on a free port of 127.0.0.1 (aiohttp's TestServer): its base URL.
+
+    The runner gets the service's own options (connection time limits) when the app has settings.
+    """
+    options = runner_options(app[api.SETTINGS]) if api.SETTINGS in app else {}
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(**options)
+    try:
         yield f"http://127.0.0.1:{server.port}"
+    finally:
+        await server.close()
 
 
 ServiceFactory = Callable[..., AbstractAsyncContextManager[Service]]

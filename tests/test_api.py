@@ -179,7 +179,7 @@ async def test_wrong_key(service: ServiceFactory) -> None:
 
 async def test_any_configured_key_works(service: ServiceFactory) -> None:
     async with (
-        service(api_keys=f"other-key,{API_KEY}") as svc,
+        service(api_keys=f"other-key-0123456789,{API_KEY}") as svc,
         await svc.post("/v1/posts", GOOD) as response,
     ):
         assert response.status == 202
@@ -408,6 +408,7 @@ async def test_timeline(service: ServiceFactory) -> None:
             "/v1/entities/timeline", params={"label": "GPE", "key": "London", "interval": "month"}
         )
         assert (data["label"], data["key"], data["interval"]) == ("GPE", "london", "month")
+        assert data["omitted"] == 0
         assert counts_only(data["series"]) == [
             {
                 "publication": "BBC",

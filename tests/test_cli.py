@@ -81,6 +81,16 @@ def test_check_fails_on_bad_settings(tmp_path: Path) -> None:
         (("serve", "--store", "mysql://x"), {}, ("ENTITYFLOW_STORE", "unknown store", "mysql")),
         (("serve", "--store", "memory://"), {}, ("ENTITYFLOW_STORE", "memory://", "tests only")),
         (("serve", "--workers", "0"), {}, ("ENTITYFLOW_WORKERS",)),
+        (
+            ("serve",),
+            {"ENTITYFLOW_API_KEYS": "0123456789abcdefghij,short"},
+            ("ENTITYFLOW_API_KEYS", "key 2 has 5 characters", "at least 16"),
+        ),
+        (
+            ("serve",),
+            {"ENTITYFLOW_MAX_CONTENT_CHARS": "2000000"},
+            ("ENTITYFLOW_MAX_CONTENT_CHARS", "at most 1000000", "max_length"),
+        ),
         (("top", "--limit", "5000"), {}, ("--limit",)),
         (("top", "--since", "March"), {}, ("--since",)),
         (("top", "--publication", "Nope"), {}, ("unknown publication", "Nope")),

@@ -1,3 +1,4 @@
+import os
 import re
 from pathlib import Path
 
@@ -70,9 +71,12 @@ def test_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 
 def test_api_keys_never_show_in_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ENTITYFLOW_API_KEYS", "alpha-secret, beta-secret")
+    monkeypatch.setenv("ENTITYFLOW_API_KEYS", "alpha-secret-0123456, beta-secret-0123456")
     settings = Settings()
-    assert [key.get_secret_value() for key in settings.api_keys] == ["alpha-secret", "beta-secret"]
+    assert [key.get_secret_value() for key in settings.api_keys] == [
+        "alpha-secret-0123456",
+        "beta-secret-0123456",
+    ]
     assert "secret" not in repr(settings) and "secret" not in str(settings.model_dump())
 
 
@@ -83,3 +87,12 @@ def test_a_created_key_is_kept_private_and_reused(tmp_path: Path) -> None:
     again, created_again = ensure_api_key(Settings(data_dir=tmp_path))
     assert created_again is None
     assert again.api_keys[0].get_secret_value() == created
+
+
+def test_the_data_directory_is_created_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o002)
+    try:
+        ensure_api_key(Settings(data_dir=tmp_path / "new" / "data"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new" / "data").stat().st_mode & 0o777 == 0o700

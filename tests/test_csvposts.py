@@ -93,3 +93,16 @@ def test_a_file_that_cannot_give_posts_is_one_error(
 ) -> None:
     with pytest.raises(DatasetError, match=message):
         Reader(io.BytesIO(text.encode()), Path("t.csv"), columns=columns)
+
+
+def test_dates_that_overflow_in_utc_are_bad_rows_by_line() -> None:
+    text = (
+        "publication,content,date\n"
+        "BBC,one,0001-01-01T00:30:00+01:00\n"
+        "BBC,two,2017-03-01\n"
+        "CNN,three,9999-12-31T23:30:00-01:00\n"
+    )
+    batches, bad = read_all(text)
+    assert [row.line for row in bad] == [2, 4]
+    assert all("years 1 to 9999" in row.reason for row in bad)
+    assert [p["content"] for p in batches[0]] == ["two"]

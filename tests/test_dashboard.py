@@ -28,6 +28,7 @@ from entityflow.dataset import Article, articles
 from entityflow.models import EntityCount, PostRecord, ProcessedPost
 from entityflow.server import build_app
 from tests.conftest import API_KEY, Service, ServiceFactory, make_settings, serve_app
+from tests.test_faults import FORMULAS, seed_formulas
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
@@ -861,6 +862,34 @@ async def test_several_entities_on_one_chart(seeded: Service, open_tab: OpenTab)
         # Posts on one scale: the second entity's bars are its own counts.
         assert [h > 0 for h in heights] == [p["posts"] > 0 for p in series["points"]]
     await screenshots(page, "entity-two", phone_too=False)
+
+
+async def test_downloads_never_begin_a_cell_with_a_formula(
+    open_tab: OpenTab, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    app = build_app(make_settings(tmp_path_factory.mktemp("formulas")))
+    async with serve_app(app) as url, aiohttp.ClientSession() as http:
+        svc = Service(url, app, http)
+        await seed_formulas(svc)
+        tab = await open_tab(url + "/?as=entities")
+        publications = rows_of(await download(tab.page, "Download publications CSV"))
+        entities_bytes = await download(tab.page, "Download entities CSV")
+        entities = rows_of(entities_bytes)
+        cells = [cell for row in publications + entities for cell in row]
+        assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
+        escaped = sorted("'" + text for text in FORMULAS)
+        # The publications table is made in the page; the entities CSV is the API's own.
+        assert sorted(row[0] for row in publications[1:]) == escaped
+        column = entities[0].index("text")
+        assert sorted(row[column] for row in entities[1:]) == escaped
+        params = {"limit": "20", "sort": "posts", "format": "csv"}
+        assert entities_bytes == await api_bytes(svc, "/v1/entities", params)
+        # The page shows the true text.
+        shown = await tab.page.eval_on_selector_all(
+            ".view-overview .bars li .name", "items => items.map(i => i.textContent)"
+        )
+        assert sorted(shown) == sorted(FORMULAS)
+        tab.assert_clean()
 
 
 # Topics: the default, with their aliases; the switch to raw entities

@@ -29,6 +29,7 @@ from tests.oracle import Expected
 
 HEADERS = {"X-API-Key": API_KEY}
 POISON = "ENTITYFLOW-TEST-POISON-7f3a"
+RAISES = "ENTITYFLOW-TEST-RAISES-2c9e"
 
 
 def worker_pids(serve_pid: int) -> list[int]:
@@ -162,10 +163,13 @@ async def test_worker_sigkill_and_poison_post(
         ENTITYFLOW_WORKERS="2",
         ENTITYFLOW_NLP_BATCH_SIZE="8",
         ENTITYFLOW_TEST_CRASH_MARKER=POISON,
+        ENTITYFLOW_TEST_RAISE_MARKER=RAISES,
     )
     poison = {"id": "poison-1", "publication": "Poison Gazette", "content": f"Hi {POISON}."}
+    # A failure that is not a crash (spaCy raising, say): only its culprit is set aside.
+    raising = {"id": "raises-1", "publication": "Poison Gazette", "content": f"Hi {RAISES}."}
     posts = [article.as_post() for article in chosen]
-    batch = [*posts[:20], poison, *posts[20:]]
+    batch = [*posts[:20], poison, *posts[20:40], raising, *posts[40:]]
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{served.url}/v1/posts/batch", json=batch, headers=HEADERS) as r:
             assert r.status == 202, await r.text()
@@ -187,12 +191,19 @@ async def test_worker_sigkill_and_poison_post(
     await wait_stored(served.url, len(chosen))
     await asyncio.sleep(0.5)
     await assert_counted_once(served.url, chosen, expect)
-    lines = (served.data_dir / "dead-letter.ndjson").read_bytes().splitlines()
-    assert [orjson.loads(line)["post"]["id"] for line in lines] == ["poison-1"]
-    assert "worker process died" in orjson.loads(lines[0])["reason"]
+    dead_letter = served.data_dir / "dead-letter.ndjson"
+    assert dead_letter.stat().st_mode & 0o777 == 0o600
+    reasons = {
+        entry["post"]["id"]: entry["reason"]
+        for entry in map(orjson.loads, dead_letter.read_bytes().splitlines())
+    }
+    assert sorted(reasons) == ["poison-1", "raises-1"]
+    assert "worker process died" in reasons["poison-1"]
+    assert "NLP failed on it: ValueError: test hook" in reasons["raises-1"]
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{served.url}/v1/posts/poison-1") as response:
-            assert response.status == 404
+        for culprit in ("poison-1", "raises-1"):
+            async with http.get(f"{served.url}/v1/posts/{culprit}") as response:
+                assert response.status == 404
         async with http.get(f"{served.url}/metrics") as response:
             text = await response.text()
     restarts = next(

@@ -338,6 +338,7 @@ async def test_frozen_firestore_fills_the_queue_then_every_accepted_post_counts_
         await _check_counts(http, instance.url, expected(chosen), chosen)
     # The writer saw the deadline pass and retried: the outage really happened mid-write.
     assert re.search(
-        r"store write of \d+ posts failed \(firestore: (504 Deadline Exceeded|no answer within)",
+        r"store write of \d+ posts failed \(firestore: timeout: (504 Deadline Exceeded|no answer"
+        r" within)",
         instance.log,
     ), instance.log

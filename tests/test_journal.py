@@ -149,10 +149,11 @@ async def test_corrupt_segment_is_quarantined_and_the_rest_recovered(
     data = bytearray(first.read_bytes())
     data[second + HEADER.size + 10] ^= 0xFF
     first.write_bytes(bytes(data))
-    lost = {r["post"].id for r in records[1:]}
+    lost = {records[1]["post"].id}
 
     with caplog.at_level(logging.WARNING, logger="entityflow.journal"):
         journal, recovered = await reopen(tmp_path, segment_bytes=1000)
+    # Only the damaged record is lost: the scan resynchronises at the next good one.
     assert [p.id for p in recovered] == [p.id for p in posts if p.id not in lost]
     assert first.with_suffix(QUARANTINE_SUFFIX).exists() and not first.exists()
     assert "quarantined" in caplog.text and "checksum mismatch" in caplog.text
@@ -243,3 +244,83 @@ async def test_cancelled_append_does_not_pin_the_journal(tmp_path: Path) -> None
     await journal.done(["post-1"])
     await journal.close()
     assert journal.segments() == []
+
+
+async def damaged_journal(tmp_path: Path, damage: Callable[[bytearray, list[int]], None]) -> Path:
+    """Six posts in one segment, then a seventh in a newer one; `damage` edits the first
+    segment's bytes, given the offset of each of its records."""
+    journal, _ = await reopen(tmp_path)
+    for post in make_posts(6):
+        await journal.append([post])
+    await journal.close()
+    (segment,) = journal.segments()
+    journal, _ = await reopen(tmp_path)  # a newer segment: the first is no longer the newest
+    await journal.append(make_posts(1, start=6))
+    await journal.close()
+    data = bytearray(segment.read_bytes())
+    offsets, offset = [], 0
+    while offset < len(data):
+        offsets.append(offset)
+        offset += HEADER.size + HEADER.unpack_from(data, offset)[0]
+    damage(data, offsets)
+    segment.write_bytes(bytes(data))
+    return segment
+
+
+def flip_length_bit(data: bytearray, offsets: list[int]) -> None:
+    data[offsets[2] + 2] ^= 0x01  # bit 16 of the third record's length: past the end
+
+
+def flip_payload_bit(data: bytearray, offsets: list[int]) -> None:
+    data[offsets[2] + HEADER.size + 30] ^= 0x01
+
+
+def zero_third_record(data: bytearray, offsets: list[int]) -> None:
+    data[offsets[2] : offsets[3]] = bytes(offsets[3] - offsets[2])
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (flip_length_bit, "runs past the end"),
+        (flip_payload_bit, "checksum mismatch in the record at byte"),
+        (zero_third_record, "unreadable record at byte"),
+    ],
+    ids=["length-bit", "checksum", "zeroed-record"],
+)
+async def test_damage_mid_segment_skips_only_the_damaged_bytes(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    damage: Callable[[bytearray, list[int]], None],
+    why: str,
+) -> None:
+    segment = await damaged_journal(tmp_path, damage)
+    with caplog.at_level(logging.WARNING, logger="entityflow.journal"):
+        journal, recovered = await reopen(tmp_path)
+    await journal.close()
+    # Every intact record before and after the damage, and the newer segment's post.
+    assert [p.id for p in recovered] == [f"post-{n}" for n in (0, 1, 3, 4, 5, 6)]
+    quarantined = segment.with_suffix(QUARANTINE_SUFFIX)
+    assert quarantined.exists() and not segment.exists()
+    scan = scan_segment(quarantined, newest=False)
+    ((first, end, reason),) = scan.skipped
+    assert why in reason
+    assert f"bytes {first}-{end} skipped" in caplog.text and segment.name in caplog.text
+    assert "torn" not in caplog.text
+
+
+async def test_a_cut_or_zeroed_tail_is_torn_only_in_the_newest_segment(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def zero_tail(data: bytearray, offsets: list[int]) -> None:
+        data[offsets[4] :] = bytes(len(data) - offsets[4])
+
+    segment = await damaged_journal(tmp_path, zero_tail)
+    # In the newest segment zeros at the end are a write that never landed ...
+    assert scan_segment(segment).torn and not scan_segment(segment).skipped
+    # ... in an older one, acknowledged records were lost: damage, named and quarantined.
+    with caplog.at_level(logging.WARNING, logger="entityflow.journal"):
+        journal, recovered = await reopen(tmp_path)
+    await journal.close()
+    assert [p.id for p in recovered] == [f"post-{n}" for n in (0, 1, 2, 3, 6)]
+    assert "zeros to the end of the file" in caplog.text and "quarantined" in caplog.text

@@ -12,6 +12,7 @@ from entityflow.models import PostRecord, ProcessedPost
 from entityflow.nlpcache import ResultCache, fingerprint
 from entityflow.stores.memory import MemoryStore
 from entityflow.stores.sqlite import SQLiteStore
+from tests import topic_oracle
 from tests.conftest import Service, ServiceFactory, make_settings
 from tests.oracle import Expected
 from tests.test_counting import check_against, send
@@ -64,6 +65,12 @@ async def test_syndicated_copies_count_for_their_own_publication(
         await svc.wait_processed()
         assert await hits(svc) == len(second)
         await check_against(svc, expect_all, everything)
+        # A reused result still gets the topics of its own publication (self-mentions).
+        for copy in [*first, *second]:
+            stored = await svc.get_json(f"/v1/posts/{copy.id}")
+            want = topic_oracle.post_topics(expect_all.posts[copy.id], copy.publication)
+            got = {(t["label"], t["key"]): t["count"] for t in stored["topics"]}
+            assert got == {topic: sum(members.values()) for topic, members in want.items()}
 
 
 def test_the_key_holds_everything_that_decides_the_entities(tmp_path: Path) -> None:

@@ -259,7 +259,10 @@ async def test_a_batch_not_delivered_holds_the_resume_row_back(tmp_path: Path) -
     # The second batch is refused for good (a 400 is never retried); the ones after it are
     # accepted, so the rows settled in order end before it.
     async with sink([(202, {}), (400, {})]) as service:
-        options = ReplayOptions(path, url=service.url, api_key=API_KEY, batch_size=10)
+        # One batch at a time, so the second request the sink sees is the second batch.
+        options = ReplayOptions(
+            path, url=service.url, api_key=API_KEY, batch_size=10, concurrency=1
+        )
         summary = await replay(options, io.StringIO())
         ids = [post["id"] for post in service.posts]
         service.posts.clear()

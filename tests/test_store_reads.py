@@ -158,12 +158,10 @@ ROLLUP_TABLES = (
     [
         # Schema 1: neither the roll-ups nor the story tables.
         (STORY_TABLES + ROLLUP_TABLES, 1),
-        # Schema 2 as main made it (issue 18's roll-ups), before the story tables.
+        # Schema 2: the roll-ups, before the story tables.
         (STORY_TABLES, 2),
-        # Schema 2 as issue 14's branch made it: the story tables, no roll-ups.
-        (ROLLUP_TABLES, 2),
     ],
-    ids=["schema-1", "schema-2-rollups", "schema-2-stories"],
+    ids=["schema-1", "schema-2"],
 )
 async def test_an_old_sqlite_database_gets_its_stories_back(
     tmp_path: Path, dropped: str, version: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from functools import cached_property
@@ -17,6 +18,10 @@ from entityflow.stores import parse_dsn
 from entityflow.topics import TopicRule
 
 KEY_FILE = "api-key"
+# Shorter keys are refused at start: guessable, and a sign of a placeholder left in place.
+MIN_KEY_CHARS = 16
+# spaCy's default `nlp.max_length`; workers keep it (nlp.py), the content limit stays within.
+SPACY_MAX_LENGTH = 1_000_000
 
 
 def usable_cores() -> int:
@@ -70,6 +75,11 @@ class Settings(BaseSettings):
     read_cache_seconds: float = Field(10.0, ge=0, le=3600)
     read_cache_mib: int = Field(16, ge=1, le=4096)
     max_read_days: int = Field(366, ge=1, le=36600)
+    # Connection time limits (seconds): a request head must arrive, and an idle keep-alive
+    # connection is closed, within `idle_timeout`; a request body must arrive within
+    # `body_timeout`.
+    idle_timeout: float = Field(15.0, gt=0, le=3600)
+    body_timeout: float = Field(60.0, gt=0, le=3600)
     nlp_ops: Literal["numpy", "blis"] = "numpy"
     nlp_cache: bool = True
 
@@ -102,7 +112,27 @@ class Settings(BaseSettings):
     @field_validator("api_keys", mode="before")
     @classmethod
     def _api_keys(cls, value: Any) -> Any:
-        return _split(value)
+        keys = _split(value)
+        for number, key in enumerate(keys if isinstance(keys, list | tuple) else [], start=1):
+            text = key.get_secret_value() if isinstance(key, SecretStr) else str(key)
+            if len(text) < MIN_KEY_CHARS:
+                # Never the key itself: which one, and how long it is.
+                raise ValueError(
+                    f"key {number} has {len(text)} characters; keys need at least"
+                    f" {MIN_KEY_CHARS} (make one with: python -c 'import secrets;"
+                    " print(secrets.token_urlsafe(32))')"
+                )
+        return keys
+
+    @field_validator("max_content_chars")
+    @classmethod
+    def _max_content_chars(cls, value: int) -> int:
+        if value > SPACY_MAX_LENGTH:
+            raise ValueError(
+                f"must be at most {SPACY_MAX_LENGTH}, spaCy's max_length: spaCy refuses longer"
+                " texts, and its NER needs about 1 GB of memory per 100,000 characters"
+            )
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -158,17 +188,33 @@ def ensure_api_key(settings: Settings) -> tuple[Settings, str | None]:
 
     With no key configured, one is kept in the data directory (mode 0600) and reused.
     """
+    private_directory(settings.data_dir)
     if settings.api_keys:
         return settings, None
     path = settings.data_dir / KEY_FILE
     created = None
     if path.exists():
         key = path.read_text().strip()
+        if len(key) < MIN_KEY_CHARS:
+            raise ValueError(f"the key in {path} has fewer than {MIN_KEY_CHARS} characters")
     else:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
         key = created = secrets.token_urlsafe(32)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as file:
             file.write(key + "\n")
     updated = settings.model_copy(update={"api_keys": (SecretStr(key),)})
     return updated, created
+
+
+def private_directory(path: Path) -> None:
+    """Create the data directory readable by the service's user alone (0700), whatever the
+    umask; it holds the journal (posts in full), the database, the key and dead letters."""
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True)
+        return
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        # Not changed behind the operator's back (it may be shared on purpose): said at start.
+        logging.getLogger(__name__).warning(
+            "data directory %s has mode %o; 0700 keeps the journal's posts private", path, mode
+        )

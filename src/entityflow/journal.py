@@ -9,9 +9,11 @@ and a burst of requests costs one sync, not one each.
 
 A segment is deleted once every post in it and in every older segment is finished; deleting
 only from the oldest end keeps the done records of a live segment meaningful. At start, all
-segments are read: a torn final record (power lost mid-write) is cut off and reported; a
-segment with a damaged record is renamed `*.corrupt` after the posts before the damage are
-copied into the new segment.
+segments are read, trusting only what a checksum confirms (segments.py): a torn final record
+(power lost mid-write) is cut off and reported, but only at the end of the newest segment.
+Anywhere else, unreadable bytes are skipped up to the next record whose checksum holds, each
+skipped range is logged, and the segment is renamed `*.corrupt` (kept for inspection) after
+its unfinished posts, from before and after the damage, are copied into the new segment.
 """
 
 from __future__ import annotations
@@ -200,10 +202,11 @@ class Journal:
         live: dict[str, tuple[PostRecord, int]] = {}
         corrupt: list[SegmentScan] = []
         numbers = []
-        for path in self.segments():
+        paths = self.segments()
+        for path in paths:
             number = int(path.stem)
             numbers.append(number)
-            scan = scan_segment(path)
+            scan = scan_segment(path, newest=path == paths[-1])
             for record in scan.records:
                 if "post" in record:
                     post = record["post"]
@@ -244,8 +247,8 @@ class Journal:
             target = scan.path.with_suffix(QUARANTINE_SUFFIX)
             scan.path.rename(target)
             log.error(
-                "journal: quarantined %s as %s: %s; %d record(s) before the damage recovered,"
-                " the rest of the file skipped",
+                "journal: quarantined %s as %s: %s; its %d intact record(s), before and after"
+                " the damage, recovered",
                 scan.path.name,
                 target.name,
                 scan.corrupt,

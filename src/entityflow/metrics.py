@@ -66,6 +66,18 @@ class Metrics:
         self.store_errors = Counter(
             "entityflow_store_errors", "Failed store writes, by kind.", ["kind"], registry=r
         )
+        self.unauthorized = Counter(
+            "entityflow_unauthorized",
+            "Requests refused with 401, by reason (missing_api_key, invalid_api_key).",
+            ["reason"],
+            registry=r,
+        )
+        self.store_fault = Gauge(
+            "entityflow_store_fault",
+            "1 while store writes fail for this cause (disk_full, read_only, permission, ...).",
+            ["cause"],
+            registry=r,
+        )
         self.worker_restarts = Counter(
             "entityflow_worker_pool_restarts", "Times the NLP pool was rebuilt.", registry=r
         )

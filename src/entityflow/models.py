@@ -53,7 +53,10 @@ def parse_published_at(value: Any) -> datetime | None:
         ) from None
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00, 9999-12-31T23:00-05:00
+        raise ValueError("falls outside the years 1 to 9999 once moved to UTC") from None
 
 
 def _not_blank(value: str) -> str:

@@ -45,6 +45,8 @@ except (OSError, AttributeError):
 
 # Test hook: a post containing this marker kills its worker; set only by the fault tests.
 CRASH_MARKER_ENV = "ENTITYFLOW_TEST_CRASH_MARKER"
+# Test hook: a post containing this marker makes its batch raise (a failure, not a crash).
+RAISE_MARKER_ENV = "ENTITYFLOW_TEST_RAISE_MARKER"
 
 
 @dataclass(slots=True, frozen=True)
@@ -81,6 +83,7 @@ class BatchResult:
 _nlp: Any = None
 _config: WorkerConfig | None = None
 _crash_marker: str | None = None
+_raise_marker: str | None = None
 
 
 def use_ops(ops: str) -> None:
@@ -113,7 +116,7 @@ def load(model: str, pipeline: str) -> Any:
 
 def init_worker(config: WorkerConfig, log_queue: Queue[Any] | None) -> None:
     """Process-pool initializer: route logs to the parent, then load the model once."""
-    global _nlp, _config, _crash_marker
+    global _nlp, _config, _crash_marker, _raise_marker
     if config.parent_pid is not None:
         _exit_with(config.parent_pid)
     if log_queue is not None:
@@ -122,6 +125,7 @@ def init_worker(config: WorkerConfig, log_queue: Queue[Any] | None) -> None:
         root.setLevel(config.log_level)
     _config = config
     _crash_marker = os.environ.get(CRASH_MARKER_ENV) or None
+    _raise_marker = os.environ.get(RAISE_MARKER_ENV) or None
     # Below the service process, which then answers HTTP at once even with every core
     # busy in NER: measured POST p99 35-170 ms -> 5-7 ms with NLP saturated on 2 cores.
     try:
@@ -172,6 +176,8 @@ def extract(items: Sequence[tuple[str, str]]) -> BatchResult:
     assert _nlp is not None and _config is not None, "init_worker has not run"
     if _crash_marker is not None and any(_crash_marker in text for _, text in items):
         os._exit(86)
+    if _raise_marker is not None and any(_raise_marker in text for _, text in items):
+        raise ValueError("test hook: this batch holds the raise marker")
     started, cpu = time.perf_counter(), time.process_time()
     results, topics = [], []
     # memory_zone frees the strings and vocabulary entries a batch added, so a worker's

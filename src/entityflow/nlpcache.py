@@ -27,6 +27,7 @@ from entityflow.config import Settings
 from entityflow.metrics import Metrics
 from entityflow.models import EntityCount, PostRecord, ProcessedPost
 from entityflow.nlp import PIPELINES
+from entityflow.topics import resolve
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,9 @@ class ResultCache:
     ) -> None:
         self._prefix = fingerprint(settings).encode() + b"\n"
         self._per_publication = settings.ignore_self_mentions
+        # Topics depend on the publication (its self-mentions) and the operator's rules, not
+        # only on the content: they are resolved again for each reused result.
+        self._topic_rule = settings.topic_rule
         self._store = store if isinstance(store, CachingStore) else None
         self._metrics = metrics
         self._local: OrderedDict[str, Entities] = OrderedDict()
@@ -133,14 +137,12 @@ class ResultCache:
         out: list[ProcessedPost] = []
         again: list[PostRecord] = []
         ran = {id(post) for post in first.values()}
-        # A post that ran keeps all its worker found (its topics too); a copy gets the
-        # entities only, and its topics from the pipeline (they may depend on its publication).
-        own = {id(processed.post): processed for processed in done}
+        processed = {id(item.post): item for item in done}
         for key, post in zip(keys, posts, strict=True):
-            if id(post) in own:
-                out.append(own[id(post)])
+            if id(post) in processed:
+                out.append(processed[id(post)])
             elif key in found:
-                out.append(ProcessedPost(post, found[key]))
+                out.append(self._reuse(post, found[key]))
             elif id(post) not in ran:
                 # The copy that ran was set aside (it kills workers): this one runs on its own
                 # and meets the same fate, as it would without the cache. The one that ran
@@ -151,6 +153,12 @@ class ResultCache:
         if again:
             out.extend(await extract(again))
         return out
+
+    def _reuse(self, post: PostRecord, entities: Entities) -> ProcessedPost:
+        """A post whose NER result was found: its topics by this post's publication."""
+        rule = self._topic_rule
+        topics = resolve(entities, post.publication, rule)
+        return ProcessedPost(post, entities, topics, rule.version)
 
     async def _from_store(self, keys: list[str]) -> dict[str, Entities]:
         if not keys or self._store is None:

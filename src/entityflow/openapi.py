@@ -25,6 +25,7 @@ DESCRIBED = {
     400: "Malformed JSON",
     401: "Missing or wrong X-API-Key",
     404: "Not found",
+    408: "The request body did not arrive within ENTITYFLOW_BODY_TIMEOUT",
     413: "Body too large, or a batch larger than the whole queue",
     415: "Wrong Content-Type",
     422: "Validation error: which field, why",

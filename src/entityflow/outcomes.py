@@ -62,7 +62,21 @@ class Outcomes:
             orjson.dumps({"reason": reason, "post": dataclasses.asdict(post)}) + b"\n"
             for post in posts
         )
-        await asyncio.to_thread(_append, self.dead_letter, lines)
+        delay = 0.5
+        while True:
+            try:
+                await asyncio.to_thread(_append, self.dead_letter, lines)
+                break
+            except OSError as error:
+                # The posts stay pending and journaled: nothing is lost, nothing is finished.
+                log.error(
+                    "cannot write the dead-letter file %s (%s); retrying in %.1fs",
+                    self.dead_letter,
+                    error,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
         await self._finish([post.id for post in posts])
 
     async def _finish(self, ids: Sequence[str]) -> None:
@@ -73,8 +87,11 @@ class Outcomes:
 
 
 def _append(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab") as file:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # The posts' full text: readable by the service's user alone, whatever the umask.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    with open(fd, "ab") as file:
+        os.fchmod(fd, 0o600)
         file.write(data)
         file.flush()
         os.fsync(file.fileno())

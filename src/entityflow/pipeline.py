@@ -22,7 +22,6 @@ from entityflow.models import PostRecord, ProcessedPost
 from entityflow.nlpcache import ResultCache
 from entityflow.outcomes import Outcomes
 from entityflow.pool import WorkerPool
-from entityflow.topics import resolve
 from entityflow.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -65,7 +64,6 @@ class Pipeline:
         self._outcomes = outcomes
         # Worked out here, not on the event loop: it reads the shipped tables once.
         self._topics_version = settings.topic_rule.version
-        self._topic_rule = settings.topic_rule
         outcomes.listen(self._forget)
         self._source = source
         # A source that counts deliveries (Pub/Sub) takes a post back after one crash and
@@ -74,6 +72,8 @@ class Pipeline:
         self.pool = pool
         self.queue: asyncio.Queue[_Queued] = asyncio.Queue(settings.queue_size)
         self.pending: dict[str, PostRecord] = {}
+        # Ids whose journal append is in flight, with the outcome their duplicates wait for.
+        self._appending: dict[str, asyncio.Future[None]] = {}
         self.draining = False
         self.processed_total = 0
         self._reserved = 0
@@ -123,7 +123,15 @@ class Pipeline:
             raise Unavailable(
                 "draining", "the service is shutting down", retry_after=RETRY_AFTER_DRAINING
             )
-        fresh = list({post.id: post for post in posts if post.id not in self.pending}.values())
+        # An id whose journal append is in flight elsewhere waits for that append's outcome:
+        # its 202 or its failure, never an answer before the fsync that covers it.
+        waits: set[asyncio.Future[None]] = set()
+        fresh: list[PostRecord] = []
+        for post in {post.id: post for post in posts}.values():
+            if post.id in self._appending:
+                waits.add(self._appending[post.id])
+            elif post.id not in self.pending:
+                fresh.append(post)
         if len(fresh) > self.queue.maxsize:
             self._metrics.rejected.labels("batch_exceeds_queue").inc(len(posts))
             # No wait would make room for it: tell the client to send smaller batches.
@@ -139,25 +147,47 @@ class Pipeline:
                 f"the queue is full ({self.queue.maxsize} posts waiting); retry later",
                 retry_after=RETRY_AFTER_QUEUE_FULL,
             )
-        if not fresh:
-            return
+        if fresh:
+            await self._journal_fresh(fresh, len(posts))
+        if waits:
+            try:
+                await asyncio.gather(*(asyncio.shield(wait) for wait in waits))
+            except Unavailable as error:
+                self._metrics.rejected.labels(error.reason).inc(len(posts))
+                raise
+
+    async def _journal_fresh(self, fresh: list[PostRecord], requested: int) -> None:
         # Reserve room while the journal write is in flight so concurrent requests
-        # cannot overfill the queue, and mark the ids pending so a concurrent duplicate
-        # is acknowledged without being queued twice.
+        # cannot overfill the queue.
         self._reserved += len(fresh)
         self._idle.clear()
+        outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        outcome.add_done_callback(_retrieve)
         for post in fresh:
-            self.pending[post.id] = post
+            self._appending[post.id] = outcome
         try:
             await self._outcomes.accepted(fresh)
         except BaseException as error:
-            self._forget([post.id for post in fresh])
             if isinstance(error, Unavailable):
-                self._metrics.rejected.labels(error.reason).inc(len(posts))
+                self._metrics.rejected.labels(error.reason).inc(requested)
+                outcome.set_exception(error)
+            else:
+                outcome.set_exception(
+                    Unavailable(
+                        "journal_unavailable",
+                        "the request that carried this post first ended; retry",
+                        retry_after=1,
+                    )
+                )
             raise
         finally:
             self._reserved -= len(fresh)
+            for post in fresh:
+                self._appending.pop(post.id, None)
+            if outcome.done():  # the append failed, so nothing is queued: the drain may end
+                self._forget([])
         self._enqueue(fresh)
+        outcome.set_result(None)
         self._metrics.accepted.inc(len(fresh))
 
     async def recover(self, posts: Sequence[PostRecord]) -> None:
@@ -237,9 +267,7 @@ class Pipeline:
             try:
                 posts = [item.post for item in batch]
                 if self.cache is not None:
-                    processed = [
-                        self._with_topics(p) for p in await self.cache.run(posts, self._extract)
-                    ]
+                    processed = await self.cache.run(posts, self._extract)
                 else:
                     processed = await self._extract(posts)
             finally:
@@ -248,6 +276,14 @@ class Pipeline:
             self.processed_total += len(processed)
             if processed:
                 await self.writer.put(processed)
+        except Exception as error:
+            # A bug here must not end the task with its posts pending (and pinning the
+            # journal) forever: they are set aside with the reason, to be replayed.
+            log.exception("a batch of %d posts failed outside NLP", len(batch))
+            await self._outcomes.set_aside(
+                [item.post for item in batch if item.post.id in self.pending],
+                f"its batch failed: {type(error).__name__}: {error}",
+            )
         finally:
             self._slots.release()
 
@@ -275,6 +311,20 @@ class Pipeline:
                 *await self._extract(posts[:middle], alone=True),
                 *await self._extract(posts[middle:], alone=True),
             ]
+        except Exception as error:
+            # Not a crash: the worker raised (spaCy refused a text, say). Only this batch
+            # failed, so halving it finds the culprit without the pool to itself.
+            if len(posts) == 1:
+                await self._outcomes.set_aside(
+                    posts, f"NLP failed on it: {type(error).__name__}: {error}"
+                )
+                return []
+            log.warning("NLP failed on a batch of %d posts (%s); halving it", len(posts), error)
+            middle = len(posts) // 2
+            return [
+                *await self._extract(posts[:middle], alone=alone),
+                *await self._extract(posts[middle:], alone=alone),
+            ]
         self._metrics.nlp_seconds.observe(result.nlp_seconds)
         self._metrics.nlp_cpu_seconds.inc(result.cpu_seconds)
         return [
@@ -282,16 +332,14 @@ class Pipeline:
             for post, entities, topics in zip(posts, result.entities, result.topics, strict=True)
         ]
 
-    def _with_topics(self, processed: ProcessedPost) -> ProcessedPost:
-        """A post whose entities came from the result cache gets its topics here."""
-        if processed.topics_version:
-            return processed
-        post, entities = processed.post, processed.entities
-        topics = resolve(entities, post.publication, self._topic_rule)
-        return ProcessedPost(post, entities, topics, self._topics_version)
-
     def _forget(self, ids: Sequence[str]) -> None:
         for post_id in ids:
             self.pending.pop(post_id, None)
-        if not self.pending:
+        if not self.pending and not self._appending:
             self._idle.set()
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark an outcome nobody else waited for as seen (asyncio would log it otherwise)."""
+    if not future.cancelled():
+        future.exception()

@@ -19,6 +19,8 @@ Interval = Literal["day", "week", "month"]
 # of days): the caps that keep every read quick, named once for the API, CLI and dashboard.
 MAX_ROWS = 1000
 MAX_POINTS = 3660
+# Most series a timeline returns (one per publication).
+MAX_SERIES = 50
 # The most days one bucket of an interval can hold fewer of; used to bound an axis cheaply.
 _MIN_DAYS = {"day": 1, "week": 7, "month": 28}
 

@@ -22,9 +22,11 @@ class Writer:
 
     `put` waits while `max_buffer` posts are buffered, which is how a slow or absent store
     pushes back on the NLP stage and, through the full queue, on clients (503).
-    Transient store errors are retried with capped exponential backoff and jitter, forever:
-    the posts are safe in the journal meanwhile and the drain timeout bounds a shutdown.
-    A permanent error is narrowed down to the posts that cause it, which are set aside.
+    Faults of the environment (stores/faults.py: disk full, read-only, locked, permission...)
+    are retried with capped exponential backoff and jitter, forever: the posts are safe in the
+    journal meanwhile and the drain timeout bounds a shutdown. `fault` names the cause while
+    it lasts (for /readyz, the `entityflow_store_fault` gauge and the log). Only an error a
+    post causes by itself is narrowed down to that post, which is set aside.
     """
 
     def __init__(
@@ -49,6 +51,8 @@ class Writer:
         self._first_at = 0.0
         self._changed = asyncio.Condition()
         self._closing = False
+        self.fault: str | None = None
+        self._fault_cause: str | None = None
         self._call_started: float | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -134,20 +138,22 @@ class Writer:
                     await self._isolate(batch, error)
                     return
                 self._metrics.store_errors.labels("transient").inc()
-                reason = str(error)
+                cause, reason = error.cause, str(error)
             except Exception as error:
                 # A bug in a store must not end the writer: the posts stay pending and
                 # journaled, and the write is retried like a transient failure.
                 self._metrics.store_errors.labels("unexpected").inc()
                 log.exception("unexpected error writing %d posts", len(batch))
-                reason = f"{type(error).__name__}: {error}"
+                cause, reason = "unexpected", f"{type(error).__name__}: {error}"
             else:
+                self._set_fault(None, None)
                 self._metrics.persisted.inc(len(result.stored))
                 self._metrics.duplicates.inc(len(result.duplicates))
                 await self._on_done(batch, None)
                 return
             finally:
                 self._call_started = None
+            self._set_fault(cause, reason)
             delay = min(self._max_backoff, 0.05 * 2**attempt) * random.uniform(0.5, 1.0)
             attempt += 1
             log.warning(
@@ -158,6 +164,17 @@ class Writer:
                 delay,
             )
             await asyncio.sleep(delay)
+
+    def _set_fault(self, cause: str | None, reason: str | None) -> None:
+        if cause != self._fault_cause:
+            if self._fault_cause is not None:
+                self._metrics.store_fault.labels(self._fault_cause).set(0)
+            if cause is not None:
+                self._metrics.store_fault.labels(cause).set(1)
+            elif self.fault is not None:
+                log.warning("store writes work again after: %s", self.fault)
+            self._fault_cause = cause
+        self.fault = reason
 
     async def _isolate(self, batch: list[ProcessedPost], error: StoreError) -> None:
         if len(batch) == 1:

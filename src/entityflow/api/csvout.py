@@ -1,8 +1,17 @@
 """CSV answers: UTF-8 with a byte-order mark (so Excel reads "RTÉ" right), CRLF lines, the
-filters as columns of every row, and a filename that names them.
+filters as columns of every row, a filename that names them, and no cell a spreadsheet runs.
 
 The dashboard downloads these same bytes from the API, so a file saved from the page and
 one fetched by a script are identical.
+
+Entity texts and publication names come from untrusted articles: spaCy finds entities such
+as "@London", and a cell that begins with = + - @, a tab or a carriage return runs as a
+formula in Excel, LibreOffice and Google Sheets (OWASP "CSV Injection"). Such a text cell is
+written with a leading apostrophe (`'@London`), which spreadsheets show as the text itself;
+the csv module quotes cells holding quotes, commas or line breaks. Numbers are left alone.
+The fullwidth forms (＝ ＋ － ＠) are escaped too, as some spreadsheets fold them into the
+ASCII ones. The tables the dashboard makes itself (web/static/lib/csv.js, `csvCell`) follow
+the same rule.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from typing import Any
 from aiohttp import web
 
 BOM = "\ufeff"
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠")
 CONTEXT_COLUMNS = ("filter_publication", "filter_since", "filter_until", "filter_labels")
 
 
@@ -27,11 +37,19 @@ def context(
     return ["; ".join(publications) or "all", since or "", until or "", "; ".join(labels) or "all"]
 
 
+def csv_cell(value: Any) -> Any:
+    """A value as it may start a CSV cell: text that would start a formula gets a "'"."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def csv_text(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A CSV document: the byte-order mark, a header, CRLF line ends, every cell made safe."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(columns)
-    writer.writerows(rows)
+    writer.writerows([csv_cell(value) for value in row] for row in rows)
     return BOM + buffer.getvalue()
 
 

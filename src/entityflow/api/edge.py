@@ -89,6 +89,7 @@ def error_response(error: ApiError) -> web.Response:
 
 _HTTP_CODES = {
     400: "bad_request",
+    408: "body_timeout",
     404: "not_found",
     405: "method_not_allowed",
     413: "body_too_large",
@@ -134,16 +135,23 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 def require_key(request: web.Request) -> None:
     """401 unless X-API-Key matches a configured key (constant-time comparison)."""
-    given = request.headers.get("X-API-Key", "").encode()
+    # Header bytes that are not UTF-8 arrive as surrogate escapes: compare them as the bytes
+    # they were (they match no key) instead of failing to encode them.
+    given = request.headers.get("X-API-Key", "").encode("utf-8", "surrogateescape")
     keys = request.app[SETTINGS].api_keys
     # Compare against every key so the time taken does not tell which one nearly matched.
     matched = False
     for key in keys:
         matched |= hmac.compare_digest(given, key.get_secret_value().encode())
+    if matched:
+        return
+    reason = "missing_api_key" if not given else "invalid_api_key"
+    request.app[METRICS].unauthorized.labels(reason).inc()
+    # Never the key itself: what was refused, where, for whom.
+    log.warning("401 %s for %s %s from %s", reason, request.method, request.path, request.remote)
     if not given:
-        raise ApiError(401, "missing_api_key", "this endpoint needs an X-API-Key header")
-    if not matched:
-        raise ApiError(401, "invalid_api_key", "the X-API-Key header does not match any key")
+        raise ApiError(401, reason, "this endpoint needs an X-API-Key header")
+    raise ApiError(401, reason, "the X-API-Key header does not match any key")
 
 
 def require_read_access(request: web.Request) -> None:

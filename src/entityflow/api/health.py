@@ -44,6 +44,11 @@ async def readyz(request: web.Request) -> web.Response:
     except (StoreError, TimeoutError) as error:
         store = False
         problems.append(f"store: {error or f'no answer within {PING_TIMEOUT}s'}")
+    # A store that answers pings may still refuse writes (a full disk, a revoked role).
+    fault = pipeline.writer.fault if pipeline is not None else None
+    if fault is not None:
+        store = False
+        problems.append(f"store writes fail, retrying: {fault}")
     queue = None
     queue_problems = app.get(QUEUE_PROBLEMS)
     if queue_problems is not None:

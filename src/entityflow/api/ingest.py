@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from entityflow import bodies
 from entityflow.api.edge import (
     FRONT,
     JSON,
@@ -23,11 +24,15 @@ from entityflow.api.schemas import Accepted, BatchAccepted
 from entityflow.models import MAX_BATCH, PostIn, PostRecord
 from entityflow.queries import problems
 
+T = TypeVar("T")
+
 
 async def post_one(request: web.Request) -> web.Response:
     require_key(request)
     _require_content_type(request, (JSON,))
-    data = await _read_json(request)
+    body = await _read_body(request)
+    # Refused unparsed: an array is never one post, and could be millions of items.
+    data = None if body.lstrip()[:1] == b"[" else _parse(body, max_items=1)
     if not isinstance(data, dict):
         raise ApiError(422, "validation_error", "the body must be a JSON object (one post)")
     record, errors = _validate(request, data, datetime.now(UTC))
@@ -41,18 +46,23 @@ async def post_one(request: web.Request) -> web.Response:
 async def post_batch(request: web.Request) -> web.Response:
     require_key(request)
     kind = _require_content_type(request, (JSON, NDJSON))
+    settings = request.app[SETTINGS]
+    _check_length(request)
     if kind == NDJSON:
-        items = _read_ndjson(await request.read())
+        items = await _body(
+            bodies.read_ndjson(
+                request.content,
+                max_items=MAX_BATCH,
+                max_bytes=settings.max_body_bytes,
+                timeout=settings.body_timeout,
+            )
+        )
     else:
-        items = await _read_json(request)
+        items = _parse(await _read_body(request), max_items=MAX_BATCH)
         if not isinstance(items, list):
             raise ApiError(422, "validation_error", "the body must be a JSON array of posts")
     if not items:
         raise ApiError(422, "validation_error", "the batch is empty")
-    if len(items) > MAX_BATCH:
-        raise ApiError(
-            422, "batch_too_large", f"a batch holds at most {MAX_BATCH} posts, not {len(items)}"
-        )
     now = datetime.now(UTC)
     records: list[PostRecord] = []
     problems_found: list[dict[str, Any]] = []
@@ -91,26 +101,33 @@ def _require_content_type(request: web.Request, allowed: tuple[str, ...]) -> str
     return request.content_type
 
 
-async def _read_json(request: web.Request) -> Any:
-    body = await request.read()
+def _check_length(request: web.Request) -> None:
+    limit = request.app[SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "body_too_large", f"request body is larger than {limit} bytes")
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The body, within ENTITYFLOW_MAX_BODY_BYTES and ENTITYFLOW_BODY_TIMEOUT (bodies.py)."""
+    settings = request.app[SETTINGS]
+    _check_length(request)
+    return await _body(
+        bodies.read_body(request.content, settings.max_body_bytes, settings.body_timeout)
+    )
+
+
+async def _body(reading: Awaitable[T]) -> T:
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {error}") from None
+        return await reading
+    except bodies.BodyError as error:
+        raise ApiError(error.status, error.code, error.message) from None
 
 
-def _read_ndjson(body: bytes) -> list[Any]:
-    items = []
-    for number, line in enumerate(body.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            items.append(orjson.loads(line))
-        except orjson.JSONDecodeError as error:
-            raise ApiError(
-                400, "malformed_json", f"line {number} is not valid JSON: {error}"
-            ) from None
-    return items
+def _parse(body: bytes, *, max_items: int) -> Any:
+    try:
+        return bodies.parse_json(body, max_items=max_items)
+    except bodies.BodyError as error:
+        raise ApiError(error.status, error.code, error.message) from None
 
 
 def _validate(

@@ -74,7 +74,7 @@ class Route:
         return path
 
 
-INGEST_ERRORS = (400, 401, 413, 415, 422, 503)
+INGEST_ERRORS = (400, 401, 408, 413, 415, 422, 503)
 
 ROUTES = (
     Route("POST", "/v1/posts", ingest.post_one, "Submit one post", Accepted, 202,

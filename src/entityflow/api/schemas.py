@@ -197,6 +197,9 @@ class Timeline(Response):
     key: str
     text: str | None = Field(description="The entity's display text; null when unmentioned.")
     interval: Interval
+    omitted: Annotated[
+        int, Field(ge=0, description="Publications left out past the cap of series.")
+    ] = 0
     series: list[Series]
 
 

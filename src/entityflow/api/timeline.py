@@ -15,7 +15,7 @@ from entityflow.api.schemas import Point, Series, Timeline, TimelineQuery
 from entityflow.entities import normalise
 from entityflow.models import DailyCount, PublicationDay
 from entityflow.models import TimelineQuery as StoreTimelineQuery
-from entityflow.queries import MAX_POINTS, bucket_count, bucket_range, bucket_start
+from entityflow.queries import MAX_POINTS, MAX_SERIES, bucket_count, bucket_range, bucket_start
 
 TIMELINE_COLUMNS = (
     "entity", "label", "key", "interval", "period_start", "publication", "posts", "mentions",
@@ -65,7 +65,7 @@ async def _timeline(request: web.Request, *, topic: bool) -> web.Response:
     first = query.since or min((r.date for r in rows), default=None)
     last = query.until or max((r.date for r in rows), default=None)
     axis = _axis(first, last, params.interval)
-    names = query.publications or tuple(sorted({d.publication for d in days}))
+    names, omitted = _series_names(query.publications, rows, days)
     text = None
     if rows and not topic:
         text = (await store.display_texts([(query.label, query.key)]))[query.label, query.key]
@@ -74,11 +74,31 @@ async def _timeline(request: web.Request, *, topic: bool) -> web.Response:
         key=query.key,
         text=text,
         interval=params.interval,
+        omitted=omitted,
         series=_series(names, axis, rows, days, params.interval),
     )
     if csvout.wants_csv(request, params.format):
         return _csv(answer, query)
     return respond(answer)
+
+
+def _series_names(
+    wanted: tuple[str, ...], rows: Sequence[DailyCount], days: Sequence[PublicationDay]
+) -> tuple[tuple[str, ...], int]:
+    """The publications a timeline draws, at most MAX_SERIES, and how many were left out.
+
+    Named ones beyond the cap are refused. Without names every publication is drawn, those
+    that never mention it too; beyond the cap, the ones that mention it most are kept.
+    """
+    if len(wanted) > MAX_SERIES:
+        raise bad_param("publication", f"names {len(wanted)} publications; at most {MAX_SERIES}")
+    if wanted:
+        return wanted, 0
+    mentions = dict.fromkeys((d.publication for d in days), 0)
+    for row in rows:
+        mentions[row.publication] = mentions.get(row.publication, 0) + row.mentions
+    kept = sorted(mentions, key=lambda name: (-mentions[name], name))[:MAX_SERIES]
+    return tuple(sorted(kept)), len(mentions) - len(kept)
 
 
 def _series(

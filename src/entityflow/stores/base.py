@@ -27,11 +27,13 @@ Progress = Callable[[int, int | None], None]
 
 
 class StoreError(Exception):
-    """A store failed; `transient` says whether retrying may help."""
+    """A store failed. `transient`: a fault of the environment, which retrying may cure;
+    otherwise one of the posts written caused it. `cause` names it (stores/faults.py)."""
 
-    def __init__(self, message: str, *, transient: bool) -> None:
+    def __init__(self, message: str, *, transient: bool, cause: str | None = None) -> None:
         super().__init__(message)
         self.transient = transient
+        self.cause = cause or ("unavailable" if transient else "post_refused")
 
 
 class Store(Protocol):

@@ -40,7 +40,7 @@ from entityflow.models import (
     WriteResult,
 )
 from entityflow.queries import next_month, rank
-from entityflow.stores import firestore_reads, firestore_topics
+from entityflow.stores import faults, firestore_reads, firestore_topics
 from entityflow.stores.aggregate import Increments, increments, pick_display_text
 from entityflow.stores.base import Progress, StoreError
 from entityflow.topics import TopicRule
@@ -58,16 +58,34 @@ DISPLAY_CHUNK = 100
 FORM_BUCKETS = 128
 # Which shards hold data: written in the first commit of each shard's writer, read by readers.
 SHARDS_DOC = "meta/shards"
-TRANSIENT = (
-    google_errors.ServiceUnavailable,
-    google_errors.DeadlineExceeded,
-    google_errors.Aborted,
-    google_errors.ResourceExhausted,
-    google_errors.InternalServerError,
-    google_errors.GatewayTimeout,
-    google_errors.Cancelled,
-    google_errors.RetryError,
+# What each error of the client library means for a write (stores/faults.py). PermissionDenied,
+# Unauthenticated and NotFound are the service's configuration (roles, credentials, database
+# name), never one post's doing: retried with the rest, and named by /readyz meanwhile.
+CAUSES: tuple[tuple[type[Exception], str], ...] = (
+    (google_errors.PermissionDenied, faults.PERMISSION),
+    (google_errors.Unauthenticated, faults.UNAUTHENTICATED),
+    (google_errors.NotFound, faults.MISSING),
+    (google_errors.DeadlineExceeded, faults.TIMEOUT),
+    (google_errors.RetryError, faults.TIMEOUT),
+    (google_errors.ResourceExhausted, faults.UNAVAILABLE),
+    (google_errors.ServiceUnavailable, faults.UNAVAILABLE),
+    (google_errors.GatewayTimeout, faults.TIMEOUT),
+    (google_errors.InternalServerError, faults.UNAVAILABLE),
+    (google_errors.Aborted, faults.UNAVAILABLE),
+    (google_errors.Cancelled, faults.UNAVAILABLE),
+    (GoogleAuthError, faults.UNAUTHENTICATED),
 )
+# The errors one post causes by itself: a document too large, a value Firestore refuses.
+POST_ERRORS = (google_errors.InvalidArgument, google_errors.OutOfRange)
+
+
+def classify(error: Exception) -> StoreError:
+    """The StoreError for an error of the Firestore client, by its type."""
+    if isinstance(error, POST_ERRORS):
+        return faults.post_fault("firestore", error)
+    cause = next((cause for kind, cause in CAUSES if isinstance(error, kind)), faults.UNKNOWN)
+    return faults.environment("firestore", cause, error)
+
 
 POSTS, COUNTS, FORMS, PUBLICATIONS = "posts", "counts", "forms", "publications"
 NLP_CACHE = "nlp_cache"
@@ -116,7 +134,7 @@ class FirestoreStore:
             # build it now, at start-up, not in the middle of the first write.
             self._client._firestore_api  # noqa: B018
         except GoogleAuthError as error:
-            raise StoreError(f"firestore: no credentials: {error}", transient=False) from error
+            raise faults.environment("firestore", faults.UNAUTHENTICATED, error) from error
 
     async def close(self) -> None:
         if self._client is not None:
@@ -322,10 +340,10 @@ class FirestoreStore:
         for processed in posts:
             needed = _documents_of(processed)
             if len(needed) > MAX_POST_WRITES:
-                raise StoreError(
-                    f"firestore: post {processed.post.id} needs {len(needed)} document writes,"
+                raise faults.post_fault(
+                    "firestore",
+                    f"post {processed.post.id} needs {len(needed)} document writes,"
                     f" more than the {MAX_POST_WRITES} that fit one commit",
-                    transient=False,
                 )
             if group and len(documents | needed) > MAX_POST_WRITES:
                 yield group
@@ -498,7 +516,7 @@ class FirestoreStore:
     @property
     def _db(self) -> firestore.AsyncClient:
         if self._client is None:
-            raise StoreError("firestore store is not open", transient=False)
+            raise faults.environment("firestore", faults.UNAVAILABLE, "the store is not open")
         return self._client
 
     async def _call(self, operation: Awaitable[T]) -> T:
@@ -511,12 +529,11 @@ class FirestoreStore:
         except google_errors.AlreadyExists:
             raise
         except TimeoutError as error:
-            raise StoreError(
-                f"firestore: no answer within {self._timeout:g}s", transient=True
+            raise faults.environment(
+                "firestore", faults.TIMEOUT, f"no answer within {self._timeout:g}s"
             ) from error
-        except google_errors.GoogleAPIError as error:
-            transient = isinstance(error, TRANSIENT)
-            raise StoreError(f"firestore: {error}", transient=transient) from error
+        except (google_errors.GoogleAPIError, GoogleAuthError) as error:
+            raise classify(error) from error
 
 
 async def _collect(snapshots: Any) -> list[Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -29,12 +31,13 @@ from entityflow.models import (
     TopicTotal,
     WriteResult,
 )
-from entityflow.stores import sqlite_reads, sqlite_rollups, sqlite_topics
+from entityflow.stores import faults, sqlite_reads, sqlite_rollups, sqlite_topics
 from entityflow.stores.aggregate import Increments
 from entityflow.stores.base import Progress, StoreError
 from entityflow.topics import TopicRule
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records how far we are.
 MIGRATIONS: tuple[str, ...] = (
@@ -80,7 +83,60 @@ _ADD_COUNTS = (
     " ON CONFLICT DO UPDATE SET"
     " posts = posts + excluded.posts, mentions = mentions + excluded.mentions"
 )
-_TRANSIENT_MESSAGES = ("database is locked", "database is busy", "disk i/o error")
+# SQLite's primary result codes (sqlite.org/rescode.html), by what they mean for a write.
+_CAUSES = {
+    3: faults.PERMISSION,  # SQLITE_PERM
+    5: faults.LOCKED,  # SQLITE_BUSY
+    6: faults.LOCKED,  # SQLITE_LOCKED
+    7: faults.OUT_OF_MEMORY,  # SQLITE_NOMEM
+    8: faults.READ_ONLY,  # SQLITE_READONLY
+    10: faults.IO_ERROR,  # SQLITE_IOERR
+    11: faults.CORRUPT,  # SQLITE_CORRUPT
+    13: faults.DISK_FULL,  # SQLITE_FULL
+    14: faults.MISSING,  # SQLITE_CANTOPEN
+    15: faults.LOCKED,  # SQLITE_PROTOCOL
+    23: faults.PERMISSION,  # SQLITE_AUTH
+    26: faults.CORRUPT,  # SQLITE_NOTADB
+}
+# The codes one post can cause by itself: its data, not the database, is at fault.
+_POST_CODES = frozenset({18, 19, 20, 25})  # SQLITE_TOOBIG, _CONSTRAINT, _MISMATCH, _RANGE
+
+
+def classify(error: sqlite3.Error | OSError, path: Path | None = None) -> StoreError:
+    """The StoreError for a SQLite or file error, by its result code (never by its text).
+
+    SQLite reports a write refused by the file system as a plain I/O error; the file system
+    of `path` then tells whether it has turned read-only or is full.
+    """
+    if isinstance(error, OSError):
+        return faults.os_error("sqlite", error)
+    code = getattr(error, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary in _POST_CODES:
+        return faults.post_fault("sqlite", error)
+    cause = _CAUSES.get(primary or 0, faults.UNKNOWN)
+    if cause == faults.IO_ERROR and path is not None:
+        cause = _file_system_state(path) or cause
+    return faults.environment("sqlite", cause, error)
+
+
+def _file_system_state(path: Path) -> str | None:
+    """Why the file system of `path` refuses writes, found by trying one (None: it takes it).
+
+    statvfs misses a file system the kernel turned read-only after an error (ext4's
+    errors=remount-ro), so a real write asks it.
+    """
+    probe = path.with_name(f".{path.name}.probe")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, b"probe")
+        finally:
+            os.close(fd)
+            probe.unlink(missing_ok=True)
+    except OSError as error:
+        return faults.os_error("sqlite", error).cause
+    return None
 
 
 class SQLiteStore:
@@ -252,7 +308,11 @@ class SQLiteStore:
                 self.path, timeout=10, isolation_level=None, check_same_thread=False
             )
             connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")
+            # FULL: each commit is fsynced before the journal marks its posts done and drops
+            # them. NORMAL would leave the last commits in the page cache, lost with a power
+            # cut or a disk turned read-only (tests/test_faults.py), after their journal
+            # records were gone. The writer commits a batch at a time: one sync per flush.
+            connection.execute("PRAGMA synchronous = FULL")
             connection.execute("PRAGMA busy_timeout = 10000")
             # SQLite's default page cache is 2 MiB: a store of millions of count rows then
             # reads most B-tree pages through a system call each. 32 MiB per connection, and
@@ -268,9 +328,8 @@ class SQLiteStore:
         def call() -> T:
             try:
                 return work(self._connection())
-            except sqlite3.Error as error:
-                transient = any(text in str(error).lower() for text in _TRANSIENT_MESSAGES)
-                raise StoreError(f"sqlite: {error}", transient=transient) from error
+            except (sqlite3.Error, OSError) as error:
+                raise classify(error, self.path) from error
 
         return await asyncio.get_running_loop().run_in_executor(pool, call)
 
@@ -290,12 +349,6 @@ class SQLiteStore:
                     # The topic tables need no version of their own: made when missing.
                     sqlite_topics.ensure_schema(db)
                     return
-                if version == 2 and _has_table(db, "publication_days"):
-                    # Issue 14's branch numbered its story tables 2 as well: such a database
-                    # lacks only the roll-ups, so it gets them and is then at version 3.
-                    _run(db, sqlite_rollups.MIGRATION)
-                    db.execute("PRAGMA user_version = 3")
-                    continue
                 _run(db, MIGRATIONS[version])
                 db.execute(f"PRAGMA user_version = {version + 1}")
 
@@ -373,11 +426,6 @@ class SQLiteStore:
         ]
 
 
-def _has_table(db: sqlite3.Connection, name: str) -> bool:
-    found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
-    return found.fetchone() is not None
-
-
 def _run(db: sqlite3.Connection, script: str) -> None:
     for statement in script.split(";"):
         if statement.strip():
@@ -389,7 +437,13 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        # On a full disk or an I/O error SQLite has rolled back by itself already; a ROLLBACK
+        # then fails too, and its error must not replace the one that says what happened.
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error as error:
+                log.warning("sqlite: rollback after a failed write failed too: %s", error)
         raise
-    db.execute("COMMIT")

@@ -58,6 +58,7 @@ def add_filters(
     until: str | None,
     prefix: str = "",
 ) -> None:
+    """The WHERE terms of a read by publications and dates (entity, topic and story reads)."""
     if publications:
         where.append(f"{prefix}publication IN ({','.join('?' * len(publications))})")
         params.extend(publications)

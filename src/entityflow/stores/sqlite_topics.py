@@ -20,6 +20,7 @@ from entityflow.models import (
     TopicTotal,
 )
 from entityflow.stores.aggregate import TopicIncrements, pick_display_text
+from entityflow.stores.sqlite_reads import add_filters
 from entityflow.stores.topic_rows import assemble, rank, topics_from_rows, topics_to_rows
 from entityflow.topics import TopicRule, resolve
 
@@ -111,7 +112,7 @@ def top_topics(db: sqlite3.Connection, query: EntityQuery) -> list[TopicTotal]:
     if query.labels:
         where.append(f"label IN ({','.join('?' * len(query.labels))})")
         params.extend(query.labels)
-    _filters(where, params, query.publications, query.since, query.until)
+    add_filters(where, params, query.publications, query.since, query.until)
     table = "topic_daily" if query.since or query.until else "topic_totals"
     other = "mentions" if query.sort == "posts" else "posts"
     rows = db.execute(
@@ -124,7 +125,7 @@ def top_topics(db: sqlite3.Connection, query: EntityQuery) -> list[TopicTotal]:
     aliases: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
     for (label, key), _, _ in ranked:
         alias_where, alias_params = ["label = ?", "key = ?"], [label, key]
-        _filters(alias_where, alias_params, query.publications, query.since, query.until)
+        add_filters(alias_where, alias_params, query.publications, query.since, query.until)
         found = db.execute(
             "SELECT alias_label, alias_key, SUM(mentions) FROM topic_aliases"
             f" WHERE {' AND '.join(alias_where)} GROUP BY alias_label, alias_key",
@@ -143,7 +144,7 @@ def top_topics(db: sqlite3.Connection, query: EntityQuery) -> list[TopicTotal]:
 
 def daily_counts(db: sqlite3.Connection, query: TimelineQuery) -> list[DailyCount]:
     where, params = ["label = ?", "key = ?"], [query.label, query.key]
-    _filters(where, params, query.publications, query.since, query.until)
+    add_filters(where, params, query.publications, query.since, query.until)
     rows = db.execute(
         "SELECT publication, date, SUM(posts), SUM(mentions) FROM topic_daily"
         f" WHERE {' AND '.join(where)} GROUP BY publication, date ORDER BY publication, date",
@@ -181,21 +182,3 @@ def recount(db: sqlite3.Connection, rule: TopicRule, progress: Callable[[int], N
 
 def posts_total(db: sqlite3.Connection) -> int:
     return int(db.execute("SELECT COUNT(*) FROM posts").fetchone()[0])
-
-
-def _filters(
-    where: list[str],
-    params: list[Any],
-    publications: Sequence[str],
-    since: str | None,
-    until: str | None,
-) -> None:
-    if publications:
-        where.append(f"publication IN ({','.join('?' * len(publications))})")
-        params.extend(publications)
-    if since:
-        where.append("date >= ?")
-        params.append(since)
-    if until:
-        where.append("date <= ?")
-        params.append(until)

@@ -39,15 +39,21 @@ export function csvButton(text, path, entries) {
   }, text);
 }
 
+// A text cell that a spreadsheet would run as a formula gets a leading "'" (OWASP "CSV
+// Injection"): the same rule as the API's CSV (src/entityflow/api/csvout.py).
+const FORMULA_START = /^[=+\-@\t\r\uFF1D\uFF0B\uFF0D\uFF20]/;
+
+function csvCell(value) {
+  if (value === null || value === undefined) return "";
+  const text = typeof value === "string" && FORMULA_START.test(value) ? `'${value}` : String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
 /** A table made here as CSV (the publications list; Compare on topics), in the API's form:
- * a byte-order mark, CRLF line ends. */
+ * a byte-order mark, CRLF line ends, no cell that starts a formula. */
 export function localCsvButton(text, filename, columns, rows) {
-  const cell = (value) => {
-    const s = value === null || value === undefined ? "" : String(value);
-    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-  };
   const onclick = () => {
-    const lines = [columns, ...rows].map((row) => row.map(cell).join(","));
+    const lines = [columns, ...rows].map((row) => row.map(csvCell).join(","));
     const body = "\ufeff" + lines.join("\r\n") + "\r\n";
     const url = URL.createObjectURL(new Blob([body], { type: "text/csv;charset=utf-8" }));
     const link = h("a", { href: url, download: filename, hidden: true });
