@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +24,12 @@ from entityflow.models import (
     PublicationEntityCount,
 )
 from entityflow.search import rank_matches
+from entityflow.stores.firestore_counts import counter_snapshots
+from entityflow.stores.firestore_layout import POSTS, PUBLICATIONS, decode
 
 if TYPE_CHECKING:
     from entityflow.stores.firestore import FirestoreStore
 
-POSTS, PUBLICATIONS = "posts", "publications"
 # The most values Firestore takes in one "in" filter.
 MAX_IN = 30
 
@@ -40,20 +40,12 @@ def entity_id(label: str, key: str) -> str:
 
 
 async def entity_counts(store: FirestoreStore, query: EntityQuery) -> list[PublicationEntityCount]:
-    from entityflow.stores.firestore import _decode, _each, _period_ranges
-
-    queries = [
-        store._counts_query(low, high, publication, query.labels)
-        for low, high in _period_ranges(query.since, query.until)
-        for publication in _each(query.publications)
-    ]
-    results = await asyncio.gather(*(store._stream(q) for q in queries))
     sums: dict[tuple[str, str, str], list[int]] = {}
-    for snapshot in (s for result in results for s in result):
+    for snapshot in await counter_snapshots(store, query):
         data = snapshot.to_dict() or {}
         mentions = data.get("m", {})
         for field, posts in data.get("p", {}).items():
-            total = sums.setdefault((data["publication"], data["label"], _decode(field)), [0, 0])
+            total = sums.setdefault((data["publication"], data["label"], decode(field)), [0, 0])
             total[0] += posts
             total[1] += mentions[field]
     return [PublicationEntityCount(*entity, *counts) for entity, counts in sorted(sums.items())]

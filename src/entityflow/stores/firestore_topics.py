@@ -9,12 +9,10 @@ the post (a relabel); docs/firestore.md has the measured cost.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from google.cloud.firestore_v1 import DELETE_FIELD
-from google.cloud.firestore_v1.field_path import FieldPath
 
 from entityflow.models import (
     DailyCount,
@@ -25,8 +23,10 @@ from entityflow.models import (
     TopicCount,
     TopicTotal,
 )
+from entityflow.stores import firestore_counts
 from entityflow.stores.aggregate import TopicIncrements
 from entityflow.stores.base import Progress
+from entityflow.stores.firestore_layout import COUNTS, POSTS, decode, encode
 from entityflow.stores.topic_rows import assemble, rank
 from entityflow.topics import TopicRule, resolve
 
@@ -72,12 +72,12 @@ def topics_of(data: dict[str, Any], entities: Sequence[EntityCount]) -> tuple[To
 
 
 def documents_of(processed: ProcessedPost) -> set[tuple[str, ...]]:
-    """The counter documents a post's topics touch (as firestore._documents_of names them)."""
+    """The counter documents a post's topics touch (as firestore_writes names them)."""
     post = processed.post
     found: set[tuple[str, ...]] = set()
     for topic in processed.topics:
-        found.add(("counts", post.publication, "d" + post.date, topic.label))
-        found.add(("counts", post.publication, "m" + post.date[:7], topic.label))
+        found.add((COUNTS, post.publication, "d" + post.date, topic.label))
+        found.add((COUNTS, post.publication, "m" + post.date[:7], topic.label))
     return found
 
 
@@ -111,60 +111,28 @@ def add_fields(counters: Counters, added: TopicIncrements, encode: Any, wrap: An
 
 
 async def top_topics(store: FirestoreStore, query: EntityQuery) -> list[TopicTotal]:
-    from entityflow.stores.firestore import _decode, _each, _period_ranges
-
-    queries = [
-        store._counts_query(low, high, publication, query.labels)
-        for low, high in _period_ranges(query.since, query.until)
-        for publication in _each(query.publications)
-    ]
-    results = await asyncio.gather(*(store._stream(q) for q in queries))
     sums: dict[tuple[str, str], list[int]] = {}
     aliases: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
-    for snapshot in (s for result in results for s in result):
+    for snapshot in await firestore_counts.counter_snapshots(store, query):
         data = snapshot.to_dict() or {}
         label, mentions, members = data["label"], data.get("tm", {}), data.get("ta", {})
         for field, posts in data.get("tp", {}).items():
-            topic = (label, _decode(field))
+            topic = (label, decode(field))
             total = sums.setdefault(topic, [0, 0])
             total[0] += posts
             total[1] += mentions[field]
             found = aliases.setdefault(topic, {})
             for alias_field, n in members.get(field, {}).items():
-                a_label, _, a_key = _decode(alias_field).partition(":")
+                a_label, _, a_key = decode(alias_field).partition(":")
                 found[a_label, a_key] = found.get((a_label, a_key), 0) + n
     ranked = rank(sums, query)
     wanted = [alias for topic, _, _ in ranked for alias in aliases.get(topic, {})]
-    texts = await store._display_texts(list(dict.fromkeys(wanted)))
+    texts = await store.display_texts(list(dict.fromkeys(wanted)))
     return assemble(ranked, aliases, lambda entity: texts.get(entity, entity[1]))
 
 
 async def daily_counts(store: FirestoreStore, query: TimelineQuery) -> list[DailyCount]:
-    from entityflow.stores.firestore import _each, _encode
-
-    field = _encode(query.key)
-    low, high = "d" + (query.since or ""), "d" + (query.until or "~")
-    queries = [
-        store._counts_query(low, high, publication, (query.label,)).select(
-            [
-                "publication",
-                "period",
-                FieldPath("tp", field).to_api_repr(),
-                FieldPath("tm", field).to_api_repr(),
-            ]
-        )
-        for publication in _each(query.publications)
-    ]
-    results = await asyncio.gather(*(store._stream(q) for q in queries))
-    sums: dict[tuple[str, str], list[int]] = {}
-    for snapshot in (s for result in results for s in result):
-        data = snapshot.to_dict() or {}
-        if field not in data.get("tp", {}):
-            continue
-        day = sums.setdefault((data["publication"], data["period"][1:]), [0, 0])
-        day[0] += data["tp"][field]
-        day[1] += data["tm"][field]
-    return [DailyCount(pub, day, p, m) for (pub, day), (p, m) in sorted(sums.items())]
+    return await firestore_counts.daily_counts(store, query, ("tp", "tm"))
 
 
 async def version(store: FirestoreStore) -> str | None:
@@ -175,8 +143,6 @@ async def version(store: FirestoreStore) -> str | None:
 async def recount(store: FirestoreStore, rule: TopicRule, progress: Progress) -> int:
     """Each post's topics, then every counter's topic maps, written as absolute values:
     not atomic, but a rerun after an interruption ends in the same state."""
-    from entityflow.stores.firestore import POSTS, _encode
-
     db = store._db
     progress(0, None)
     added = TopicIncrements()
@@ -204,7 +170,7 @@ async def recount(store: FirestoreStore, rule: TopicRule, progress: Progress) ->
         seen += len(page)
         progress(len(page), None)
     counters: Counters = {}
-    add_fields(counters, added, _encode, lambda n: n)
+    add_fields(counters, added, encode, lambda n: n)
     writes.extend(await _counter_writes(store, counters))
     writes.append((db.document(TOPICS_DOC), {"version": rule.version}, None))
     await _flush(store, writes, final=True)
@@ -216,8 +182,6 @@ async def _counter_writes(
 ) -> list[tuple[Any, dict[str, Any], Any]]:
     """Every counter document gets its topic maps replaced: the recounted values in one
     document per (publication, period, label), none in the others (other shards, old topics)."""
-    from entityflow.stores.firestore import COUNTS
-
     existing = await store._stream(
         store._db.collection(COUNTS).select(["publication", "period", "label"])
     )
