@@ -30,6 +30,7 @@ from typing import Any
 
 from entityflow.models import EntityQuery
 from entityflow.stores.aggregate import Increments
+from entityflow.stores.sqlite_db import add_counts
 
 MIGRATION = """
 CREATE TABLE monthly (
@@ -67,11 +68,6 @@ INSERT INTO entity_totals
 CREATE TABLE nlp_cache (key TEXT PRIMARY KEY, entities BLOB NOT NULL) WITHOUT ROWID
 """
 
-_ADD_COUNTS = (
-    " ON CONFLICT DO UPDATE SET"
-    " posts = posts + excluded.posts, mentions = mentions + excluded.mentions"
-)
-
 # Ranges over at most this many months are bounded month by month (see top_rows).
 SHORT_RANGE_MONTHS = 3
 
@@ -96,18 +92,9 @@ def write_rollups(db: sqlite3.Connection, added: Increments) -> None:
         total = overall.setdefault((label, key), [0, 0])
         total[0] += posts
         total[1] += mentions
-    db.executemany(
-        "INSERT INTO monthly VALUES (?, ?, ?, ?, ?, ?)" + _ADD_COUNTS,
-        [(*key, posts, mentions) for key, (posts, mentions) in monthly.items()],
-    )
-    db.executemany(
-        "INSERT INTO monthly_all VALUES (?, ?, ?, ?, ?)" + _ADD_COUNTS,
-        [(*key, posts, mentions) for key, (posts, mentions) in across.items()],
-    )
-    db.executemany(
-        "INSERT INTO entity_totals VALUES (?, ?, ?, ?)" + _ADD_COUNTS,
-        [(*key, posts, mentions) for key, (posts, mentions) in overall.items()],
-    )
+    add_counts(db, "monthly", monthly)
+    add_counts(db, "monthly_all", across)
+    add_counts(db, "entity_totals", overall)
 
 
 def top_rows(db: sqlite3.Connection, query: EntityQuery) -> list[Row]:

@@ -20,11 +20,12 @@ from entityflow.models import (
     TopicTotal,
 )
 from entityflow.stores.aggregate import TopicIncrements, pick_display_text
+from entityflow.stores.sqlite_db import add_counts
 from entityflow.stores.sqlite_reads import add_filters
 from entityflow.stores.topic_rows import assemble, rank, topics_from_rows, topics_to_rows
 from entityflow.topics import TopicRule, resolve
 
-# Created when missing, so the schema needs no version of its own in sqlite.py's migrations.
+# Created when missing, so the schema needs no version of its own in sqlite_schema.MIGRATIONS.
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS topic_daily (
         publication TEXT NOT NULL, label TEXT NOT NULL, key TEXT NOT NULL, date TEXT NOT NULL,
@@ -47,10 +48,6 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
 )
 POST_COLUMNS = (("topics", "BLOB"), ("topics_version", "TEXT"))
-_ADD = (
-    " ON CONFLICT DO UPDATE SET"
-    " posts = posts + excluded.posts, mentions = mentions + excluded.mentions"
-)
 
 
 def ensure_schema(db: sqlite3.Connection) -> None:
@@ -69,14 +66,8 @@ def topics_blob(topics: Sequence[Any]) -> bytes:
 
 def add(db: sqlite3.Connection, added: TopicIncrements, versions: set[str]) -> None:
     """Add a batch's topic increments (inside the caller's transaction)."""
-    db.executemany(
-        "INSERT INTO topic_daily VALUES (?, ?, ?, ?, ?, ?)" + _ADD,
-        [(*key, posts, mentions) for key, (posts, mentions) in added.daily.items()],
-    )
-    db.executemany(
-        "INSERT INTO topic_totals VALUES (?, ?, ?, ?, ?)" + _ADD,
-        [(*key, posts, mentions) for key, (posts, mentions) in added.totals.items()],
-    )
+    add_counts(db, "topic_daily", added.daily)
+    add_counts(db, "topic_totals", added.totals)
     db.executemany(
         "INSERT INTO topic_aliases VALUES (?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT DO UPDATE SET mentions = mentions + excluded.mentions",
