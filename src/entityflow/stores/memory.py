@@ -25,7 +25,7 @@ from entityflow.models import (
 from entityflow.queries import rank
 from entityflow.search import rank_matches
 from entityflow.stores import topic_rows
-from entityflow.stores.aggregate import Increments, TopicIncrements, pick_display_text
+from entityflow.stores.aggregate import DailyKey, Increments, TopicIncrements, pick_display_text
 from entityflow.stores.base import Progress
 from entityflow.topics import TopicRule, resolve
 
@@ -90,12 +90,9 @@ class MemoryStore:
 
     async def top_entities(self, query: EntityQuery) -> list[EntityTotal]:
         sums: dict[tuple[str, str], list[int]] = {}
+        keep = _wanted(query.publications, query.labels, query.since, query.until)
         for (publication, label, key, day), (posts, mentions) in self.counts.daily.items():
-            if query.publications and publication not in query.publications:
-                continue
-            if query.labels and label not in query.labels:
-                continue
-            if (query.since and day < query.since) or (query.until and day > query.until):
+            if not keep(publication, label, day):
                 continue
             total = sums.setdefault((label, key), [0, 0])
             total[0] += posts
@@ -107,24 +104,13 @@ class MemoryStore:
         ]
 
     async def daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
-        rows = [
-            DailyCount(publication, day, posts, mentions)
-            for (publication, label, key, day), (posts, mentions) in self.counts.daily.items()
-            if (label, key) == (query.label, query.key)
-            and (not query.publications or publication in query.publications)
-            and not (query.since and day < query.since)
-            and not (query.until and day > query.until)
-        ]
-        return sorted(rows, key=lambda row: (row.publication, row.date))
+        return _daily_counts(self.counts.daily, query)
 
     async def entity_counts(self, query: EntityQuery) -> list[PublicationEntityCount]:
         sums: dict[tuple[str, str, str], list[int]] = {}
+        keep = _wanted(query.publications, query.labels, query.since, query.until)
         for (publication, label, key, day), (posts, mentions) in self.counts.daily.items():
-            if query.publications and publication not in query.publications:
-                continue
-            if query.labels and label not in query.labels:
-                continue
-            if (query.since and day < query.since) or (query.until and day > query.until):
+            if not keep(publication, label, day):
                 continue
             total = sums.setdefault((publication, label, key), [0, 0])
             total[0] += posts
@@ -208,15 +194,7 @@ class MemoryStore:
         return topic_rows.assemble(ranked, aliases, lambda entity: self._text(*entity))
 
     async def topic_daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
-        keep = _wanted(query.publications, (query.label,), query.since, query.until)
-        rows = [
-            DailyCount(publication, day, posts, mentions)
-            for (publication, label, key, day), (posts, mentions) in (
-                self.counts.topics.daily.items()
-            )
-            if key == query.key and keep(publication, label, day)
-        ]
-        return sorted(rows, key=lambda row: (row.publication, row.date))
+        return _daily_counts(self.counts.topics.daily, query)
 
     async def topics_version(self) -> str | None:
         return self.version
@@ -253,3 +231,16 @@ def _wanted(
         )
 
     return keep
+
+
+def _daily_counts(
+    daily: Mapping[DailyKey, Sequence[int]], query: TimelineQuery
+) -> list[DailyCount]:
+    """One entity's or topic's counts per publication and day, from `daily`."""
+    keep = _wanted(query.publications, (query.label,), query.since, query.until)
+    rows = [
+        DailyCount(publication, day, posts, mentions)
+        for (publication, label, key, day), (posts, mentions) in daily.items()
+        if key == query.key and keep(publication, label, day)
+    ]
+    return sorted(rows, key=lambda row: (row.publication, row.date))

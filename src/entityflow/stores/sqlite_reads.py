@@ -57,11 +57,14 @@ def add_filters(
     since: str | None,
     until: str | None,
     prefix: str = "",
+    labels: Sequence[str] = (),
 ) -> None:
-    """The WHERE terms of a read by publications and dates (entity, topic and story reads)."""
-    if publications:
-        where.append(f"{prefix}publication IN ({','.join('?' * len(publications))})")
-        params.extend(publications)
+    """The WHERE terms of a read by labels, publications and dates (entity, topic and story
+    reads)."""
+    for column, values in (("label", labels), ("publication", publications)):
+        if values:
+            where.append(f"{prefix}{column} IN ({','.join('?' * len(values))})")
+            params.extend(values)
     if since:
         where.append(f"{prefix}date >= ?")
         params.append(since)
@@ -96,10 +99,7 @@ def display_texts(
 def entity_counts(db: sqlite3.Connection, query: EntityQuery) -> list[PublicationEntityCount]:
     where: list[str] = []
     params: list[Any] = []
-    if query.labels:
-        where.append(f"label IN ({','.join('?' * len(query.labels))})")
-        params.extend(query.labels)
-    add_filters(where, params, query.publications, query.since, query.until)
+    add_filters(where, params, query.publications, query.since, query.until, labels=query.labels)
     table = "daily" if query.since or query.until else "totals"
     rows = db.execute(
         f"SELECT publication, label, key, SUM(posts), SUM(mentions) FROM {table}"

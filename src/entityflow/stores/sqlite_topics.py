@@ -100,10 +100,7 @@ def stored_post(row: Sequence[Any]) -> StoredPost:
 def top_topics(db: sqlite3.Connection, query: EntityQuery) -> list[TopicTotal]:
     where: list[str] = []
     params: list[Any] = []
-    if query.labels:
-        where.append(f"label IN ({','.join('?' * len(query.labels))})")
-        params.extend(query.labels)
-    add_filters(where, params, query.publications, query.since, query.until)
+    add_filters(where, params, query.publications, query.since, query.until, labels=query.labels)
     table = "topic_daily" if query.since or query.until else "topic_totals"
     other = "mentions" if query.sort == "posts" else "posts"
     rows = db.execute(
