@@ -252,20 +252,7 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = 
     if on_ready is not None:
         on_ready(address)
     monitor = asyncio.create_task(_monitor(pipeline, notifier), name="systemd-monitor")
-
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-
-    def on_signal(signum: int) -> None:
-        if stop.is_set():
-            log.warning("second %s: exiting at once", signal.Signals(signum).name)
-            os._exit(128 + signum)
-        log.info("%s: draining (up to %ss)", signal.Signals(signum).name, settings.drain_timeout)
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-    await stop.wait()
+    await _until_signal(settings.drain_timeout)
     notifier.stopping(f"draining {len(pipeline.pending) if pipeline else 0} posts")
     front = app.get(api.FRONT)
     # A front of its own (the Pub/Sub publisher) refuses new posts first, then NLP drains.
@@ -281,6 +268,23 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = 
     notifier.close()
     log.info("stopped%s", "" if drained else " with posts left in the journal")
     return 0 if drained else 1
+
+
+async def _until_signal(drain_timeout: float) -> None:
+    """Return at the first SIGTERM or SIGINT; a second one exits at once, without a drain."""
+    stop = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s: exiting at once", signal.Signals(signum).name)
+            os._exit(128 + signum)
+        log.info("%s: draining (up to %ss)", signal.Signals(signum).name, drain_timeout)
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await stop.wait()
 
 
 # How often STATUS= is refreshed at most, in seconds.
