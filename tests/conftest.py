@@ -28,7 +28,9 @@ from entityflow import api
 from entityflow.config import Settings
 from entityflow.dataset import Article, sample
 from entityflow.server import build_app, runner_options
+from entityflow.stores import open_store
 from entityflow.stores.base import Store
+from entityflow.stores.memory import MemoryStore
 from tests.oracle import Expected, expected_counts
 
 # The emulator fixtures (`firestore`, `firestore_emulator`, `pubsub`, `pubsub_emulator`).
@@ -197,6 +199,19 @@ class ServeProcess:
     def wait(self, timeout: float = 60) -> int:
         return self.process.wait(timeout)
 
+    def post_batch(self, posts: list[dict[str, Any]]) -> int:
+        """POST /v1/posts/batch from a plain (not async) test; the status it answers."""
+        import json
+        import urllib.request
+
+        request = urllib.request.Request(
+            self.url + "/v1/posts/batch",
+            data=json.dumps(posts).encode(),
+            headers={"X-API-Key": API_KEY, "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status  # type: ignore[no-any-return]
+
 
 def wait_ready(
     url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 120
@@ -258,6 +273,24 @@ def serve_process(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
         if handle.process.poll() is None:
             handle.process.kill()
             handle.process.wait(10)
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("firestore", marks=pytest.mark.firestore)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """Each backend in turn, opened empty, for tests that hold every store to one contract;
+    a module's FIRESTORE_SHARDS (default 4) sets the Firestore counter shards."""
+    shards = getattr(request.module, "FIRESTORE_SHARDS", 4)
+    if request.param == "memory":
+        chosen: Store = MemoryStore()
+    elif request.param == "sqlite":
+        chosen = open_store(f"sqlite:///{tmp_path / 'store.db'}", firestore_shards=shards)
+    else:
+        chosen = open_store(request.getfixturevalue("firestore").dsn, firestore_shards=shards)
+    await chosen.open()
+    try:
+        yield chosen
+    finally:
+        await chosen.close()
 
 
 @pytest.fixture(scope="session")

@@ -777,6 +777,49 @@ async def test_search_finds_entities_from_any_view(
         other.assert_clean()
 
 
+async def test_typed_names_take_the_servers_key(service: ServiceFactory, open_tab: OpenTab) -> None:
+    """The page makes no keys: "Straße" is "strasse" by the server's rule (casefold), where
+    JavaScript's toLowerCase() would say "straße"."""
+
+    def post(number: int, *entities: tuple[str, str, str]) -> ProcessedPost:
+        record = PostRecord(f"k{number}", "Die Zeitung", "-", f"2017-05-0{number}")
+        return ProcessedPost(record, tuple(EntityCount(*e, 1) for e in entities))
+
+    street = ("FAC", "strasse", "Straße")  # the key the server's rule makes of "Straße"
+    async with service() as svc:
+        await svc.store.write(
+            [
+                post(1, street),
+                post(2, street),
+                post(3, ("ORG", "strasse", "STRASSE")),
+            ]
+        )
+        tab = await open_tab(svc.url + "/?view=entity&label=PERSON&key=nobody&as=entities")
+        page = tab.page
+        name = page.get_by_label("Name", exact=True)
+        # Two kinds share the key: the kind selected picks the exact match, not the partial
+        # match with the most posts (which is all a key made in the page could find).
+        await page.get_by_label("Kind", exact=True).select_option("ORG")
+        await name.fill("Straße")
+        await changed(page, name.press("Enter"), label=["ORG"], key=["strasse"])
+        assert await page.locator("h1").inner_text() == "STRASSE"
+        # A name nothing mentions: the address carries the server's key for it.
+        await name.fill("Weiße Straße")
+        await changed(page, name.press("Enter"), key=["weisse strasse"])
+        await page.get_by_text("No mentions").first.wait_for()
+        # A hand-made link with a name: the service's key replaces it in the address.
+        other = await open_tab(svc.url + "/?view=entity&label=FAC&key=Stra%C3%9Fe&as=entities")
+        await other.page.wait_for_url(
+            lambda url: parse_qs(urlsplit(url).query)["key"] == ["strasse"]
+        )
+        assert await other.page.locator("h1").inner_text() == "Straße"
+        assert await other.page.locator("data.total").evaluate_all(
+            "items => items.map(d => Number(d.value))"
+        ) == [2]
+        tab.assert_clean()
+        other.assert_clean()
+
+
 async def test_a_typed_date_is_one_request_and_one_history_entry(
     seeded: Service, open_tab: OpenTab
 ) -> None:

@@ -93,6 +93,46 @@ def fill(directory: Path) -> Path:
     return filler
 
 
+class Sender:
+    """Sends articles one post at a time, noting which were accepted and which got 503."""
+
+    def __init__(self, svc: Service) -> None:
+        self.svc = svc
+        self.accepted: list[str] = []
+        self.refused: list[dict[str, Any]] = []
+
+    async def send(self, articles: Sequence[Article]) -> None:
+        for article in articles:
+            async with await self.svc.post("/v1/posts", article.as_post()) as response:
+                if response.status == 202:
+                    self.accepted.append(article.id)
+                    continue
+                assert response.status == 503, await response.text()
+                assert response.headers["Retry-After"].isdigit()
+                self.refused.append(article.as_post())
+
+
+async def the_fault_shows(
+    svc: Service, fault: str, sender: Sender, stored: int, more: Sequence[Article]
+) -> None:
+    """/readyz names `fault` once a write has failed; the service keeps answering: reads 200
+    with the `stored` posts, and `more` posts get 503 once the queue is full."""
+    deadline = time.monotonic() + 60
+    while True:
+        async with await svc.get("/readyz") as response:
+            if response.status == 503:
+                problems = " ".join((await response.json())["problems"])
+                assert fault in problems, problems
+                break
+        assert time.monotonic() < deadline, "/readyz never named the fault"
+        await asyncio.sleep(0.1)
+    publications = await svc.get_json("/v1/publications")
+    assert sum(p["posts"] for p in publications) == stored
+    before = len(sender.refused)
+    await sender.send(more)
+    assert len(sender.refused) > before, "writes never got 503"
+
+
 async def test_a_full_database_disk_is_waited_out_and_nothing_is_lost(
     service: ServiceFactory,
     articles: list[Article],
@@ -106,47 +146,20 @@ async def test_a_full_database_disk_is_waited_out_and_nothing_is_lost(
     expect = expected(chosen)
     small = {"queue_size": 4, "batch_size": 2, "flush_interval": 0.05}
     async with service(SQLiteStore(disk / "e.db"), **small) as svc:
-        accepted: list[str] = []
-        refused: list[dict[str, Any]] = []
-
-        async def send(article: Article) -> None:
-            async with await svc.post("/v1/posts", article.as_post()) as response:
-                if response.status == 202:
-                    accepted.append(article.id)
-                    return
-                assert response.status == 503, await response.text()
-                assert response.headers["Retry-After"].isdigit()
-                refused.append(article.as_post())
-
-        for article in chosen[:8]:
-            await send(article)
+        sender = Sender(svc)
+        await sender.send(chosen[:8])
         await svc.wait_processed()
-        stored_before = len(accepted)
+        stored_before = len(sender.accepted)
         filler = await asyncio.to_thread(fill, disk)
-        for article in chosen[8:20]:
-            await send(article)
-        # /readyz names the cause once a write has failed, and so does a metric.
-        deadline = time.monotonic() + 60
-        while True:
-            async with await svc.get("/readyz") as response:
-                if response.status == 503:
-                    assert fault in " ".join((await response.json())["problems"])
-                    break
-            assert time.monotonic() < deadline, "/readyz never named the fault"
-            await asyncio.sleep(0.1)
-        # The service keeps answering: reads 200, writes 503 once the queue is full.
-        publications = await svc.get_json("/v1/publications")
-        assert sum(p["posts"] for p in publications) == stored_before
-        before = len(refused)
-        for article in chosen[20:]:
-            await send(article)
-        assert len(refused) > before, "writes never got 503"
+        await sender.send(chosen[8:20])
+        await the_fault_shows(svc, fault, sender, stored_before, chosen[20:])
+        # The metric names the cause as well.
         registry = svc.app[api.METRICS].registry
         assert registry.get_sample_value("entityflow_store_fault", {"cause": fault}) == 1
         # The disk takes writes again: every 202 is counted, then the refused posts too.
         await asyncio.to_thread(filler.unlink)
         await svc.wait_processed()
-        for post in refused:  # as a client does: again after Retry-After
+        for post in sender.refused:  # as a client does: again after Retry-After
             while True:
                 async with await svc.post("/v1/posts", post) as response:
                     if response.status == 202:
@@ -220,40 +233,14 @@ async def test_a_database_disk_turned_read_only_loses_nothing(
     chosen = articles[:24]
     expect = expected(chosen)
     small = {"queue_size": 4, "batch_size": 2, "drain_timeout": 1}
-    accepted: list[str] = []
-    refused: list[dict[str, Any]] = []
     async with service(SQLiteStore(ext4.point / "e.db"), **small) as svc:
-
-        async def send(article: Article) -> None:
-            async with await svc.post("/v1/posts", article.as_post()) as response:
-                if response.status == 202:
-                    accepted.append(article.id)
-                    return
-                assert response.status == 503, await response.text()
-                refused.append(article.as_post())
-
-        for article in chosen[:6]:
-            await send(article)
+        sender = Sender(svc)
+        await sender.send(chosen[:6])
         await svc.wait_processed()
-        stored_before = len(accepted)
+        stored_before = len(sender.accepted)
         await asyncio.to_thread(ext4.fail)
-        for article in chosen[6:14]:
-            await send(article)
-        deadline = time.monotonic() + 60
-        while True:
-            async with await svc.get("/readyz") as response:
-                if response.status == 503:
-                    reason = " ".join((await response.json())["problems"])
-                    assert "read_only" in reason, reason
-                    break
-            assert time.monotonic() < deadline, "/readyz never named the fault"
-            await asyncio.sleep(0.1)
-        publications = await svc.get_json("/v1/publications")
-        assert sum(p["posts"] for p in publications) == stored_before
-        before = len(refused)
-        for article in chosen[14:]:
-            await send(article)
-        assert len(refused) > before, "writes never got 503"
+        await sender.send(chosen[6:14])
+        await the_fault_shows(svc, "read_only", sender, stored_before, chosen[14:])
         # Nothing was set aside: the posts wait in the journal (on another disk).
         assert svc.pipeline.pending
     dead_letter = tmp_path / "dead-letter.ndjson"
@@ -261,7 +248,7 @@ async def test_a_database_disk_turned_read_only_loses_nothing(
     # The operator repairs the disk and starts the service again: the journal replays.
     await asyncio.to_thread(ext4.repair)
     async with service(SQLiteStore(ext4.point / "e.db")) as svc:
-        for post in refused:
+        for post in sender.refused:
             async with await svc.post("/v1/posts", post) as response:
                 assert response.status == 202, await response.text()
         await svc.wait_processed()

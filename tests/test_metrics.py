@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.request
 from collections.abc import Callable
@@ -12,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from entityflow.dataset import Article
-from tests.conftest import API_KEY, ServeProcess, Service, ServiceFactory
+from tests.conftest import ServeProcess, Service, ServiceFactory
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -122,13 +121,7 @@ def test_worker_crashes_show_as_restarts_and_dead_letters(
     before = scrape_url()
     poison = {"id": "poison", "publication": "Test", "content": f"{marker} kills its worker"}
     body = [poison, *(as_post(a) for a in articles[:3])]
-    request = urllib.request.Request(
-        server.url + "/v1/posts/batch",
-        data=json.dumps(body).encode(),
-        headers={"X-API-Key": API_KEY, "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.status == 202
+    assert server.post_batch(body) == 202
     deadline = time.monotonic() + 120
     while True:
         after = scrape_url()

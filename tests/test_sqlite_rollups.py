@@ -109,19 +109,24 @@ def random_query(rng: random.Random) -> EntityQuery:
     )
 
 
-async def test_every_answer_is_todays(filled: Path) -> None:
-    store = SQLiteStore(filled)
+async def assert_answers_are_todays(path: Path, queries: int, seed: int) -> None:
+    """`queries` random top lists from the store at `path` equal today's plain-SQL answer."""
+    store = SQLiteStore(path)
     await store.open()
-    db = sqlite3.connect(filled)
-    rng = random.Random(11)
+    db = sqlite3.connect(path)
+    rng = random.Random(seed)
     try:
-        for _ in range(150):
+        for _ in range(queries):
             query = random_query(rng)
             got = [(e.label, e.key, e.posts, e.mentions) for e in await store.top_entities(query)]
             assert got == todays_answer(db, query), query
     finally:
         db.close()
         await store.close()
+
+
+async def test_every_answer_is_todays(filled: Path) -> None:
+    await assert_answers_are_todays(filled, 150, seed=11)
 
 
 async def test_a_store_from_before_the_rollups_gets_them_built(tmp_path: Path) -> None:
@@ -146,18 +151,7 @@ async def test_a_store_from_before_the_rollups_gets_them_built(tmp_path: Path) -
         db.execute("DROP INDEX totals_by_mentions")
         db.execute("PRAGMA user_version = 1")
     db.close()
-    store = SQLiteStore(path)
-    await store.open()
-    db = sqlite3.connect(path)
-    rng = random.Random(3)
-    try:
-        for _ in range(60):
-            query = random_query(rng)
-            got = [(e.label, e.key, e.posts, e.mentions) for e in await store.top_entities(query)]
-            assert got == todays_answer(db, query), query
-    finally:
-        db.close()
-        await store.close()
+    await assert_answers_are_todays(path, 60, seed=3)
 
 
 @pytest.mark.parametrize(

@@ -23,9 +23,9 @@ from entityflow.models import (
 )
 from entityflow.search import needle_of
 from entityflow.stores import Store, open_store
-from tests.test_stores import POSTS, PUBLICATIONS, VOCABULARY, WINDOWS, filled, store
+from tests.test_stores import POSTS, PUBLICATIONS, VOCABULARY, WINDOWS, filled
 
-__all__ = ["filled", "store"]  # the contract fixtures, shared with tests/test_stores.py
+__all__ = ["filled"]  # tests/test_stores.py's fixture (its `store` is conftest.py's)
 
 PUBLICATION_SETS = ((), ("Beta Times",), ("Alpha News", "Gamma Post", "Alpha News"), ("Nobody",))
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 
@@ -24,8 +23,7 @@ from entityflow.models import (
     TimelineQuery,
     WriteResult,
 )
-from entityflow.stores import Store, open_store
-from entityflow.stores.memory import MemoryStore
+from entityflow.stores import Store
 
 PUBLICATIONS = ("Alpha News", "Beta Times", "Gamma Post")
 # (label, key, surface forms): keys with dots, backticks, Firestore's reserved __x__ names,
@@ -122,21 +120,6 @@ def reference_daily(posts: Sequence[ProcessedPost], query: TimelineQuery) -> lis
                 day[0] += 1
                 day[1] += e.count
     return [DailyCount(pub, day, p, m) for (pub, day), (p, m) in sorted(sums.items())]
-
-
-@pytest.fixture(params=["memory", "sqlite", pytest.param("firestore", marks=pytest.mark.firestore)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        chosen: Store = MemoryStore()
-    elif request.param == "sqlite":
-        chosen = open_store(f"sqlite:///{tmp_path / 'contract.db'}", firestore_shards=4)
-    else:
-        chosen = open_store(request.getfixturevalue("firestore").dsn, firestore_shards=4)
-    await chosen.open()
-    try:
-        yield chosen
-    finally:
-        await chosen.close()
 
 
 @pytest.fixture

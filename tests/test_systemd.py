@@ -18,7 +18,7 @@ import pytest
 
 from entityflow.config import Settings
 from entityflow.dataset import Article
-from tests.conftest import API_KEY, ROOT, ServeProcess, descendants
+from tests.conftest import ROOT, ServeProcess, descendants
 
 UNITS = ROOT / "systemd"
 INSTALLED_ENTRYPOINT = "/opt/entityflow/venv/bin/entityflow"
@@ -250,13 +250,7 @@ def test_service_runs_in_the_units_sandbox(
 
     chosen = articles[:10]
     body = [{"id": a.id, "publication": a.publication, "content": a.content} for a in chosen]
-    request = urllib.request.Request(
-        server.url + "/v1/posts/batch",
-        data=json.dumps(body).encode(),
-        headers={"X-API-Key": API_KEY, "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.status == 202
+    assert server.post_batch(body) == 202
     deadline = time.monotonic() + 120
     entities = 0
     for article in chosen:

@@ -39,6 +39,7 @@ from entityflow.segments import (
     SegmentScan,
     encode_record,
     scan_segment,
+    unfinished,
 )
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,17 @@ class _Delete:
 @dataclass(slots=True)
 class _Stop:
     forget: bool  # nothing is unfinished: no segment needs to stay
+
+
+def _cut_torn(scan: SegmentScan) -> None:
+    log.warning(
+        "journal: skipped a torn final record in %s (%d bytes after byte %d);"
+        " it was never acknowledged",
+        scan.path.name,
+        scan.path.stat().st_size - scan.good_bytes,
+        scan.good_bytes,
+    )
+    os.truncate(scan.path, scan.good_bytes)
 
 
 class Journal:
@@ -199,40 +211,35 @@ class Journal:
 
     def _recover(self) -> list[PostRecord]:
         self.directory.mkdir(parents=True, exist_ok=True)
-        live: dict[str, tuple[PostRecord, int]] = {}
-        corrupt: list[SegmentScan] = []
-        numbers = []
         paths = self.segments()
-        for path in paths:
-            number = int(path.stem)
-            numbers.append(number)
-            scan = scan_segment(path, newest=path == paths[-1])
-            for record in scan.records:
-                if "post" in record:
-                    post = record["post"]
-                    live.pop(post.id, None)
-                    live[post.id] = (post, number)
-                else:
-                    for post_id in record["done"]:
-                        live.pop(post_id, None)
+        scans = [scan_segment(path, newest=path == paths[-1]) for path in paths]
+        for scan in scans:
             if scan.torn:
-                size = path.stat().st_size
-                log.warning(
-                    "journal: skipped a torn final record in %s (%d bytes after byte %d);"
-                    " it was never acknowledged",
-                    path.name,
-                    size - scan.good_bytes,
-                    scan.good_bytes,
-                )
-                os.truncate(path, scan.good_bytes)
-            if scan.corrupt is not None:
-                corrupt.append(scan)
+                _cut_torn(scan)
+        live = unfinished(scans)
+        numbers = [int(path.stem) for path in paths]
         self._number = max(numbers, default=0) + 1
         self._open_segment()
         self._active = self._number
-        corrupt_numbers = {int(scan.path.stem) for scan in corrupt}
-        # Posts of a damaged segment move to the new one, so the damaged file can be set aside.
-        rescued = [post for post, number in live.values() if number in corrupt_numbers]
+        moved = self._set_aside([scan for scan in scans if scan.corrupt is not None], live)
+        for post, number in live.values():
+            self._track(self._number if number in moved else number, (post.id,))
+        for number in numbers:
+            if number not in moved:
+                self._outstanding.setdefault(number, set())
+        self._outstanding.setdefault(self._number, set())
+        self._fsync_directory()
+        if live:
+            log.info("journal: %d unfinished post(s) recovered from %s", len(live), self.directory)
+        return [post for post, _ in live.values()]
+
+    def _set_aside(
+        self, damaged: list[SegmentScan], live: dict[str, tuple[PostRecord, int]]
+    ) -> set[int]:
+        """Copy the unfinished posts of damaged segments into the new one, then rename the
+        damaged files `*.corrupt`; the numbers of the segments moved (none if no room)."""
+        numbers = {int(scan.path.stem) for scan in damaged}
+        rescued = [post for post, number in live.values() if number in numbers]
         if rescued:
             data = b"".join(encode_record({"post": post}) for post in rescued)
             try:
@@ -242,8 +249,8 @@ class Journal:
             except OSError as error:
                 self._truncate(self._offset)
                 log.error("journal: damaged segment(s) kept in place, no room to move: %s", error)
-                corrupt, corrupt_numbers = [], set()
-        for scan in corrupt:
+                return set()
+        for scan in damaged:
             target = scan.path.with_suffix(QUARANTINE_SUFFIX)
             scan.path.rename(target)
             log.error(
@@ -254,16 +261,7 @@ class Journal:
                 scan.corrupt,
                 len(scan.records),
             )
-        for post, number in live.values():
-            self._track(self._number if number in corrupt_numbers else number, (post.id,))
-        for number in numbers:
-            if number not in corrupt_numbers:
-                self._outstanding.setdefault(number, set())
-        self._outstanding.setdefault(self._number, set())
-        self._fsync_directory()
-        if live:
-            log.info("journal: %d unfinished post(s) recovered from %s", len(live), self.directory)
-        return [post for post, _ in live.values()]
+        return numbers
 
     def _open_segment(self) -> None:
         self._fd = os.open(

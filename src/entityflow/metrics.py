@@ -11,34 +11,42 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self._ingest(r)
+        self._nlp(r)
+        self._store(r)
+        self._pubsub(r)
+        self._reads(r)
+
+    def _ingest(self, r: CollectorRegistry) -> None:
+        """The edge and the queue: posts accepted or refused, waiting, drain."""
         self.accepted = Counter("entityflow_posts_accepted", "Posts accepted (202).", registry=r)
         self.rejected = Counter(
             "entityflow_posts_rejected", "Posts refused, by reason.", ["reason"], registry=r
         )
-        self.processed = Counter(
-            "entityflow_posts_processed", "Posts through named-entity recognition.", registry=r
-        )
-        self.persisted = Counter(
-            "entityflow_posts_persisted", "Posts newly written to the store.", registry=r
-        )
-        self.duplicates = Counter(
-            "entityflow_posts_duplicate",
-            "Posts received again: the store already had them, or (Pub/Sub) another message"
-            " of the same post was being processed here. Not counted.",
+        self.unauthorized = Counter(
+            "entityflow_unauthorized",
+            "Requests refused with 401, by reason (missing_api_key, invalid_api_key).",
+            ["reason"],
             registry=r,
         )
-        self.dead_lettered = Counter(
-            "entityflow_posts_dead_lettered", "Posts set aside after crashing workers.", registry=r
-        )
         self.queue_depth = Gauge("entityflow_queue_depth", "Posts waiting for NLP.", registry=r)
-        self.in_flight = Gauge(
-            "entityflow_nlp_batches_in_flight", "Batches inside the worker pool.", registry=r
-        )
         self.queue_wait = Histogram(
             "entityflow_queue_wait_seconds",
             "Time from acceptance to the start of NLP.",
             buckets=_LATENCY_BUCKETS,
             registry=r,
+        )
+        self.draining = Gauge(
+            "entityflow_draining", "1 while the service drains for shutdown.", registry=r
+        )
+
+    def _nlp(self, r: CollectorRegistry) -> None:
+        """The worker pool: posts through NER, its time, cache hits, crashes."""
+        self.processed = Counter(
+            "entityflow_posts_processed", "Posts through named-entity recognition.", registry=r
+        )
+        self.in_flight = Gauge(
+            "entityflow_nlp_batches_in_flight", "Batches inside the worker pool.", registry=r
         )
         self.nlp_seconds = Histogram(
             "entityflow_nlp_batch_seconds",
@@ -49,6 +57,29 @@ class Metrics:
         self.nlp_cpu_seconds = Counter(
             "entityflow_nlp_cpu_seconds",
             "CPU time the workers spent in spaCy (with the counting rule).",
+            registry=r,
+        )
+        self.nlp_cache_hits = Counter(
+            "entityflow_nlp_cache_hits",
+            "Posts whose entities came from the result cache instead of NER.",
+            registry=r,
+        )
+        self.worker_restarts = Counter(
+            "entityflow_worker_pool_restarts", "Times the NLP pool was rebuilt.", registry=r
+        )
+        self.dead_lettered = Counter(
+            "entityflow_posts_dead_lettered", "Posts set aside after crashing workers.", registry=r
+        )
+
+    def _store(self, r: CollectorRegistry) -> None:
+        """The writer and the journal: what reached the store, flushes, faults."""
+        self.persisted = Counter(
+            "entityflow_posts_persisted", "Posts newly written to the store.", registry=r
+        )
+        self.duplicates = Counter(
+            "entityflow_posts_duplicate",
+            "Posts received again: the store already had them, or (Pub/Sub) another message"
+            " of the same post was being processed here. Not counted.",
             registry=r,
         )
         self.write_seconds = Histogram(
@@ -66,34 +97,15 @@ class Metrics:
         self.store_errors = Counter(
             "entityflow_store_errors", "Failed store writes, by kind.", ["kind"], registry=r
         )
-        self.unauthorized = Counter(
-            "entityflow_unauthorized",
-            "Requests refused with 401, by reason (missing_api_key, invalid_api_key).",
-            ["reason"],
-            registry=r,
-        )
         self.store_fault = Gauge(
             "entityflow_store_fault",
             "1 while store writes fail for this cause (disk_full, read_only, permission, ...).",
             ["cause"],
             registry=r,
         )
-        self.worker_restarts = Counter(
-            "entityflow_worker_pool_restarts", "Times the NLP pool was rebuilt.", registry=r
-        )
         self.journal_errors = Counter(
             "entityflow_journal_errors", "Failed journal appends.", registry=r
         )
-        self.draining = Gauge(
-            "entityflow_draining", "1 while the service drains for shutdown.", registry=r
-        )
-        self.nlp_cache_hits = Counter(
-            "entityflow_nlp_cache_hits",
-            "Posts whose entities came from the result cache instead of NER.",
-            registry=r,
-        )
-        self._pubsub(r)
-        self._reads(r)
 
     def _pubsub(self, r: CollectorRegistry) -> None:
         """The Pub/Sub queue (ENTITYFLOW_QUEUE=pubsub://…): ingest side, then process side."""

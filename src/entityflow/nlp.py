@@ -12,7 +12,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
 from pathlib import Path
@@ -43,10 +43,26 @@ try:
 except (OSError, AttributeError):
     _malloc_trim = None
 
-# Test hook: a post containing this marker kills its worker; set only by the fault tests.
+# How the end-to-end tests set FaultHooks on a real `entityflow serve` (server.serve reads
+# them; nothing else does).
 CRASH_MARKER_ENV = "ENTITYFLOW_TEST_CRASH_MARKER"
-# Test hook: a post containing this marker makes its batch raise (a failure, not a crash).
 RAISE_MARKER_ENV = "ENTITYFLOW_TEST_RAISE_MARKER"
+
+
+@dataclass(slots=True, frozen=True)
+class FaultHooks:
+    """Test hooks, off unless a test sets them: a post containing `crash` kills its worker
+    (os._exit, as a segfault in spaCy would); one containing `fail` makes its batch raise."""
+
+    crash: str | None = None
+    fail: str | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> FaultHooks:
+        return cls(environ.get(CRASH_MARKER_ENV) or None, environ.get(RAISE_MARKER_ENV) or None)
+
+
+NO_FAULTS = FaultHooks()
 
 
 @dataclass(slots=True, frozen=True)
@@ -63,6 +79,7 @@ class WorkerConfig:
     # The service's main process: a worker exits when it does, however it ended.
     parent_pid: int | None = None
     topic_rule: TopicRule = field(default_factory=TopicRule)
+    faults: FaultHooks = NO_FAULTS
 
 
 @dataclass(slots=True, frozen=True)
@@ -82,8 +99,6 @@ class BatchResult:
 
 _nlp: Any = None
 _config: WorkerConfig | None = None
-_crash_marker: str | None = None
-_raise_marker: str | None = None
 
 
 def use_ops(ops: str) -> None:
@@ -116,7 +131,7 @@ def load(model: str, pipeline: str) -> Any:
 
 def init_worker(config: WorkerConfig, log_queue: Queue[Any] | None) -> None:
     """Process-pool initializer: route logs to the parent, then load the model once."""
-    global _nlp, _config, _crash_marker, _raise_marker
+    global _nlp, _config
     if config.parent_pid is not None:
         _exit_with(config.parent_pid)
     if log_queue is not None:
@@ -124,8 +139,6 @@ def init_worker(config: WorkerConfig, log_queue: Queue[Any] | None) -> None:
         root.handlers[:] = [logging.handlers.QueueHandler(log_queue)]
         root.setLevel(config.log_level)
     _config = config
-    _crash_marker = os.environ.get(CRASH_MARKER_ENV) or None
-    _raise_marker = os.environ.get(RAISE_MARKER_ENV) or None
     # Below the service process, which then answers HTTP at once even with every core
     # busy in NER: measured POST p99 35-170 ms -> 5-7 ms with NLP saturated on 2 cores.
     try:
@@ -174,9 +187,10 @@ def ready() -> int:
 def extract(items: Sequence[tuple[str, str]]) -> BatchResult:
     """Entity counts for each (publication, content), by the counting rule of entities.py."""
     assert _nlp is not None and _config is not None, "init_worker has not run"
-    if _crash_marker is not None and any(_crash_marker in text for _, text in items):
+    crash, fail = _config.faults.crash, _config.faults.fail
+    if crash is not None and any(crash in text for _, text in items):
         os._exit(86)
-    if _raise_marker is not None and any(_raise_marker in text for _, text in items):
+    if fail is not None and any(fail in text for _, text in items):
         raise ValueError("test hook: this batch holds the raise marker")
     started, cpu = time.perf_counter(), time.process_time()
     results, topics = [], []

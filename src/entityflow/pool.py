@@ -39,6 +39,7 @@ class WorkerPool:
         metrics: Metrics,
         *,
         load_deadline: float = MODEL_LOAD_DEADLINE,
+        faults: nlp.FaultHooks = nlp.NO_FAULTS,
     ) -> None:
         self.size = settings.worker_count
         self._load_deadline = load_deadline
@@ -52,6 +53,7 @@ class WorkerPool:
             log_level=logging.getLevelName(settings.log_level),
             parent_pid=os.getpid(),
             topic_rule=settings.topic_rule,
+            faults=faults,
         )
         self._relay = relay
         self._metrics = metrics

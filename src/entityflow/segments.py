@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,3 +125,19 @@ def scan_segment(path: Path, *, newest: bool = True) -> SegmentScan:
         offset = offset_after
     scan.good_bytes = offset
     return scan
+
+
+def unfinished(scans: Iterable[SegmentScan]) -> dict[str, tuple[PostRecord, int]]:
+    """The posts no later done record finishes, in journal order, with their segment numbers."""
+    live: dict[str, tuple[PostRecord, int]] = {}
+    for scan in scans:
+        number = int(scan.path.stem)
+        for record in scan.records:
+            if "post" in record:
+                post = record["post"]
+                live.pop(post.id, None)  # a post journaled again moves to its latest place
+                live[post.id] = (post, number)
+            else:
+                for post_id in record["done"]:
+                    live.pop(post_id, None)
+    return live

@@ -20,6 +20,7 @@ from entityflow.journal import Journal
 from entityflow.logs import LogRelay
 from entityflow.metrics import Metrics
 from entityflow.models import PostRecord
+from entityflow.nlp import NO_FAULTS, FaultHooks
 from entityflow.nlpcache import ResultCache
 from entityflow.notify import Notifier, forget_systemd, listen_sockets
 from entityflow.outcomes import Outcomes
@@ -38,18 +39,23 @@ RELAY = web.AppKey("log_relay", LogRelay)
 JOURNAL = web.AppKey("journal", Journal)
 RECOVERED: web.AppKey[list[PostRecord]] = web.AppKey("recovered")
 POOL = web.AppKey("pool", WorkerPool)
+FAULTS = web.AppKey("faults", FaultHooks)
 WRITER = web.AppKey("writer", Writer)
 OUTCOMES = web.AppKey("outcomes", Outcomes)
 
 
-def build_app(settings: Settings, store: Store | None = None) -> web.Application:
-    """The whole service as an aiohttp app; `store` replaces the one the settings name."""
+def build_app(
+    settings: Settings, store: Store | None = None, *, faults: FaultHooks = NO_FAULTS
+) -> web.Application:
+    """The whole service as an aiohttp app; `store` replaces the one the settings name, and
+    `faults` are the workers' test hooks."""
     app = web.Application(
         client_max_size=settings.max_body_bytes, middlewares=[api.errors_middleware]
     )
     app.on_response_prepare.append(_security_headers)
     app[api.SETTINGS] = settings
     app[api.METRICS] = Metrics()
+    app[FAULTS] = faults
     store = store or open_store(settings.store_dsn, firestore_shards=settings.firestore_shards)
     if store.description.startswith("firestore://"):  # every document read is billed
         app[api.MAX_READ_DAYS] = settings.max_read_days
@@ -160,7 +166,7 @@ async def _journal(app: web.Application) -> AsyncIterator[None]:
 
 async def _pool(app: web.Application) -> AsyncIterator[None]:
     settings = app[api.SETTINGS]
-    pool = WorkerPool(settings, app[RELAY], app[api.METRICS])
+    pool = WorkerPool(settings, app[RELAY], app[api.METRICS], faults=app[FAULTS])
     log.info(
         "starting %d NLP worker(s): %s, %s pipeline", pool.size, settings.model, settings.pipeline
     )
@@ -234,7 +240,8 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = 
     inherited = listen_sockets(os.environ)
     # Before the worker processes start, so they neither notify nor hold the sockets.
     forget_systemd(os.environ)
-    app = build_app(settings)
+    # The fault tests' hooks arrive by the environment of a real `entityflow serve`.
+    app = build_app(settings, faults=FaultHooks.from_environ(os.environ))
     runner = web.AppRunner(app, handle_signals=False, access_log=None, **runner_options(settings))
     await runner.setup()
     sites: list[web.BaseSite] = (
@@ -252,20 +259,7 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = 
     if on_ready is not None:
         on_ready(address)
     monitor = asyncio.create_task(_monitor(pipeline, notifier), name="systemd-monitor")
-
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-
-    def on_signal(signum: int) -> None:
-        if stop.is_set():
-            log.warning("second %s: exiting at once", signal.Signals(signum).name)
-            os._exit(128 + signum)
-        log.info("%s: draining (up to %ss)", signal.Signals(signum).name, settings.drain_timeout)
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-    await stop.wait()
+    await _until_signal(settings.drain_timeout)
     notifier.stopping(f"draining {len(pipeline.pending) if pipeline else 0} posts")
     front = app.get(api.FRONT)
     # A front of its own (the Pub/Sub publisher) refuses new posts first, then NLP drains.
@@ -281,6 +275,23 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = 
     notifier.close()
     log.info("stopped%s", "" if drained else " with posts left in the journal")
     return 0 if drained else 1
+
+
+async def _until_signal(drain_timeout: float) -> None:
+    """Return at the first SIGTERM or SIGINT; a second one exits at once, without a drain."""
+    stop = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s: exiting at once", signal.Signals(signum).name)
+            os._exit(128 + signum)
+        log.info("%s: draining (up to %ss)", signal.Signals(signum).name, drain_timeout)
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await stop.wait()
 
 
 # How often STATUS= is refreshed at most, in seconds.

@@ -75,13 +75,6 @@ export function say(message) {
   document.getElementById("status").textContent = message;
 }
 
-/** The key the service gives an entity's text (DESIGN.md's counting rule, near enough). */
-export function entityKey(text) {
-  let key = text.normalize("NFKC").replace(/\s+/g, " ").trim();
-  key = key.replace(/^the /i, "").replace(/['’]s$/, "");
-  return key.toLowerCase();
-}
-
 export function slug(text) {
   return text.normalize("NFKD").replace(/[^\w-]+/g, "-").replace(/^-+|-+$/g, "").toLowerCase();
 }

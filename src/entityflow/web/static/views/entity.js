@@ -2,7 +2,7 @@
 // publication's own posts, on one axis over the whole range.
 
 import {
-  LABELS, number, percent, h, svg, formatDate, dateNode, numberNode, labelName, say, entityKey,
+  LABELS, number, percent, h, svg, formatDate, dateNode, numberNode, labelName, say,
 } from "../lib/common.js";
 import { csvButton } from "../lib/csv.js";
 import { api, params } from "../lib/api.js";
@@ -26,8 +26,6 @@ export async function buildEntity(view, state) {
     if (entities.length) state = { ...state, labels: [entities[0].label], key: entities[0].key };
   }
   if (!state.labels.length) state = { ...state, labels: ["PERSON"] };
-  // A hand-made link may carry a name rather than a key: the key rule makes it one.
-  state = { ...state, key: entityKey(state.key) };
   setUrl(state, true);
 
   const label = state.labels[0];
@@ -52,6 +50,13 @@ export async function buildEntity(view, state) {
     });
     const [body, ...extra] = await Promise.all([entries, ...others.map((entity) =>
       [...entity, ...entries.slice(2)])].map((query) => api(timelinePath(state), params(query))));
+    // A typed name or a hand-made link carries text, not a key: the service's rule made the
+    // key it answered with (the page has no copy of that rule), and the address keeps it.
+    if (body.key !== state.key) {
+      state = { ...state, key: body.key };
+      entries[1] = ["key", body.key];
+      setUrl(state, true);
+    }
     // A topic's timeline has no text: its name is in the topic list.
     name = body.text || (state.as === "entities" ? "" : await topicName(state)) || state.key;
     title.textContent = name;
@@ -118,7 +123,7 @@ export async function buildEntity(view, state) {
       // Whatever kind is selected, the service finds the entity across every kind.
       const found = await resolveEntity(typed, labelSelect.value);
       next.labels = [found ? found.label : labelSelect.value];
-      next.key = found ? found.key : entityKey(typed);
+      next.key = found ? found.key : typed;
     }
     if (next.labels[0] !== state.labels[0] || next.key !== state.key || next.as !== state.as) {
       history.pushState(null, "", stateQuery(next));
