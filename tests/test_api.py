@@ -201,7 +201,17 @@ async def test_reads_open_unless_protected(service: ServiceFactory) -> None:
 
 
 async def test_full_queue_answers_503_and_loses_nothing(service: ServiceFactory) -> None:
-    async with service(queue_size=4, nlp_batch_size=1) as svc:
+    async with service(queue_size=4, nlp_batch_size=1, batch_size=1) as svc:
+        # Writes wait until every post was sent, so the queue fills however fast NER is (the
+        # result cache makes each repeat of one text nearly free).
+        gate = asyncio.Event()
+        original = svc.store.write
+
+        async def held(posts: Any) -> Any:
+            await gate.wait()
+            return await original(posts)
+
+        svc.store.write = held  # type: ignore[method-assign]
         accepted: list[str] = []
         refused = 0
         for i in range(40):
@@ -214,6 +224,7 @@ async def test_full_queue_answers_503_and_loses_nothing(service: ServiceFactory)
                     assert (await response.json())["error"]["code"] == "queue_full"
                     refused += 1
         assert refused > 0
+        gate.set()
         await svc.wait_processed()
         assert await svc.store.stored_ids([f"b{i}" for i in range(40)]) == set(accepted)
         assert (await svc.store.publications())[0].posts == len(accepted)
