@@ -227,6 +227,8 @@ class TopicTotal:
 
 
 SortKey = Literal["posts", "mentions"]
+# What a read counts: entities as spaCy found them, or topics (merged across spellings).
+CountKind = Literal["entities", "topics"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -289,7 +291,8 @@ class PublicationDay:
 
 @dataclass(slots=True, frozen=True)
 class PostsQuery:
-    """The posts that mention one entity, newest first; `after` is the last (date, id) seen."""
+    """The posts that mention one entity (or, with `kind` "topics", one topic), newest first;
+    `after` is the last (date, id) seen."""
 
     label: str
     key: str
@@ -298,6 +301,7 @@ class PostsQuery:
     until: str | None = None
     limit: int = 20
     after: tuple[str, str] | None = None
+    kind: CountKind = "entities"
 
 
 @dataclass(slots=True, frozen=True)

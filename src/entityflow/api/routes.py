@@ -94,7 +94,7 @@ ROUTES = (
           " the publication's posts", Timeline,
           query=TimelineQuery, access="read", errors=(422, 503), answer_types=("text/csv",)),
     Route("GET", "/v1/posts", stories.list_posts,
-          "The posts that mention an entity, newest first, a page at a time", PostList,
+          "The posts that mention an entity or a topic, newest first, a page at a time", PostList,
           query=PostsQuery, access="read", errors=(400, 422, 503), answer_types=("text/csv",)),
     Route("GET", "/v1/compare", stories.compare,
           "Each entity's share of each publication's posts, over every entity", Comparison,

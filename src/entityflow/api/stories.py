@@ -22,16 +22,19 @@ from entityflow.api.story_schemas import (
 )
 from entityflow.api.timeline import entity_key
 from entityflow.compare import rank_compared, shares_of
+from entityflow.entities import normalise
 from entityflow.models import EntityQuery
 from entityflow.models import PostsQuery as StorePostsQuery
 from entityflow.queries import MAX_ROWS
 from entityflow.search import needle_of
+from entityflow.stores.base import Store
 
 COMPARE_COLUMNS = (
     "sort", "text", "label", "key", "publication", "posts", "publication_posts", "share",
     "distinctive_to", "lift",
 )  # fmt: skip
 POST_COLUMNS = ("entity_label", "entity_key", "id", "title", "url", "publication", "date", "count")
+TOPIC_POST_COLUMNS = ("topic_label", "topic_key", *POST_COLUMNS[2:])
 
 
 async def compare(request: web.Request) -> web.Response:
@@ -103,23 +106,25 @@ async def list_posts(request: web.Request) -> web.Response:
     require_read_access(request)
     params = parse_query(request, PostsQuery)
     _check_range(params.since, params.until)
+    topic = params.kind == "topics"
     query = StorePostsQuery(
         label=params.label,
-        key=entity_key(params.key),
+        # A topic's key as stored, or as written (as /v1/topics/timeline takes it).
+        key=(normalise(params.key) or params.key) if topic else entity_key(params.key),
         publications=await _known(request, params.publication),
         since=params.since,
         until=params.until,
         limit=params.limit,
         after=decode_cursor(params.cursor) if params.cursor else None,
+        kind=params.kind,
     )
     store = request.app[STORE]
     page = await store.posts_mentioning(query)
-    entity = (query.label, query.key)
-    text = (await store.display_texts([entity]))[entity] if page.posts else None
     answer = PostList(
+        kind=query.kind,
         label=query.label,
         key=query.key,
-        text=text,
+        text=await _posts_text(store, query, page.posts[0].id) if page.posts else None,
         posts=[
             PostRow(
                 id=p.id,
@@ -134,20 +139,35 @@ async def list_posts(request: web.Request) -> web.Response:
         next=encode_cursor(page.next) if page.next else None,
     )
     if csvout.wants_csv(request, params.format):
-        cells = csvout.context(query.publications, query.since, query.until, (query.label,))
-        rows = (
-            [*cells, query.label, query.key, p.id, p.title, p.url, p.publication, p.date, p.count]
-            for p in answer.posts
-        )
-        name = csvout.filename(
-            "posts",
-            query.key,
-            query.label,
-            csvout.names_part(query.publications, "all publications"),
-            csvout.date_part(query.since, query.until),
-        )
-        return csvout.csv_response((*csvout.CONTEXT_COLUMNS, *POST_COLUMNS), rows, name)
+        return _posts_csv(answer, query)
     return respond(answer)
+
+
+async def _posts_text(store: Store, query: StorePostsQuery, first: str) -> str:
+    """An entity's display text; a topic's name in the first post listed (one more read)."""
+    if query.kind == "entities":
+        entity = (query.label, query.key)
+        return (await store.display_texts([entity]))[entity]
+    post = await store.get_post(first)
+    topics = post.topics if post else ()
+    names = [t.name for t in topics if (t.label, t.key) == (query.label, query.key)]
+    return names[0] if names else query.key
+
+
+def _posts_csv(answer: PostList, query: StorePostsQuery) -> web.Response:
+    cells = csvout.context(query.publications, query.since, query.until, (query.label,))
+    rows = (
+        [*cells, query.label, query.key, p.id, p.title, p.url, p.publication, p.date, p.count]
+        for p in answer.posts
+    )
+    name = csvout.filename(
+        "posts" if query.kind == "entities" else "topic-posts",
+        query.key,
+        query.label,
+        csvout.names_part(query.publications, "all publications"),
+        csvout.date_part(query.since, query.until),
+    )
+    return csvout.csv_response((*csvout.CONTEXT_COLUMNS, *POST_COLUMNS), rows, name)
 
 
 def encode_cursor(after: tuple[str, str]) -> str:

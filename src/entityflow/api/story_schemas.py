@@ -17,6 +17,7 @@ from entityflow.api.schemas import (
     _unique,
 )
 from entityflow.compare import CompareSort
+from entityflow.models import CountKind
 from entityflow.queries import MAX_ROWS
 
 MAX_COMPARED = 10
@@ -27,6 +28,14 @@ Labels = Annotated[
     tuple[Label, ...], AfterValidator(_unique), Field(description="Entity label; repeat.")
 ]
 Format = Annotated[Literal["json", "csv"] | None, Field(description="csv for a CSV download.")]
+Kind = Annotated[
+    CountKind,
+    Field(
+        description="entities: as spaCy found them (label and key name an entity); topics:"
+        " people, places and organisations merged across spellings (label and key name a"
+        " topic, as GET /v1/topics lists it)."
+    ),
+]
 
 
 def _two_to_ten(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -61,8 +70,11 @@ class PostsQuery(QueryModel):
         AfterValidator(_unique),
         Field(description="Publication; repeat for several; none means all."),
     ] = ()
-    label: Annotated[Label, Field(description="Entity label.")]
-    key: Annotated[str, Field(min_length=1, max_length=300, description="Entity key or text.")]
+    label: Annotated[Label, Field(description="Entity or topic label.")]
+    key: Annotated[
+        str, Field(min_length=1, max_length=300, description="Entity or topic key, or its text.")
+    ]
+    kind: Kind = "entities"
     since: Since = None
     until: Until = None
     limit: Annotated[int, Field(ge=1, le=MAX_ROWS, description="Posts per page.")] = 20
@@ -114,9 +126,13 @@ class PostRow(Response):
 
 
 class PostList(Response):
+    kind: CountKind
     label: str
     key: str
-    text: str | None = Field(description="The entity's display text; null when unmentioned.")
+    text: str | None = Field(
+        description="The entity's display text, or the topic's name in the page's first post;"
+        " null when no post is listed."
+    )
     posts: list[PostRow]
     next: str | None
 

@@ -41,7 +41,17 @@ Counters = dict[tuple[str, str, str], dict[str, Any]]
 
 
 def post_fields(processed: ProcessedPost) -> dict[str, Any]:
-    return {"topics": topic_maps(processed.topics), "topics_version": processed.topics_version}
+    return topic_fields(processed.topics, processed.topics_version)
+
+
+def topic_fields(topics: Sequence[TopicCount], version: str) -> dict[str, Any]:
+    """A post document's topic fields; `topic_ids` ("LABEL:key") is what its story lists
+    query (firestore_reads.posts_mentioning), as `entity_ids` is for entities."""
+    return {
+        "topics": topic_maps(topics),
+        "topics_version": version,
+        "topic_ids": sorted({f"{t.label}:{t.key}" for t in topics}),
+    }
 
 
 def topic_maps(topics: Sequence[TopicCount]) -> list[dict[str, Any]]:
@@ -198,8 +208,7 @@ async def recount(store: FirestoreStore, rule: TopicRule, progress: Progress) ->
             )
             topics = resolve(entities, data["publication"], rule)
             added.add(data["publication"], data["date"], topics)
-            fields = {"topics": topic_maps(topics), "topics_version": rule.version}
-            writes.append((snapshot.reference, fields, None))
+            writes.append((snapshot.reference, topic_fields(topics, rule.version), None))
         await _flush(store, writes)
         seen += len(page)
         progress(len(page), None)

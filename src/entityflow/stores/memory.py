@@ -158,10 +158,10 @@ class MemoryStore:
                 continue
             if query.after and (post.date, post.id) >= query.after:
                 continue
-            count = sum(
-                e.count for e in post.entities if (e.label, e.key) == (query.label, query.key)
-            )
-            if any((e.label, e.key) == (query.label, query.key) for e in post.entities):
+            counted = post.topics if query.kind == "topics" else post.entities
+            matching = [c.count for c in counted if (c.label, c.key) == (query.label, query.key)]
+            count = sum(matching)
+            if matching:
                 found.append(
                     PostSummary(post.id, post.title, post.url, post.publication, post.date, count)
                 )

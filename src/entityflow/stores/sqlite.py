@@ -40,7 +40,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records how far we are.
-MIGRATIONS: tuple[str, ...] = (
+MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     """
     CREATE TABLE posts (
         id TEXT PRIMARY KEY,
@@ -77,6 +77,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     sqlite_rollups.MIGRATION,
     sqlite_reads.STORIES_MIGRATION,
+    sqlite_topics.migrate_topic_mentions,
 )
 
 _ADD_COUNTS = (
@@ -426,7 +427,10 @@ class SQLiteStore:
         ]
 
 
-def _run(db: sqlite3.Connection, script: str) -> None:
+def _run(db: sqlite3.Connection, script: str | Callable[[sqlite3.Connection], None]) -> None:
+    if callable(script):
+        script(db)
+        return
     for statement in script.split(";"):
         if statement.strip():
             db.execute(statement)
