@@ -723,6 +723,52 @@ async def test_every_count_opens_its_stories(seeded: Service, open_tab: OpenTab)
     compare.assert_clean()
 
 
+async def test_a_topic_count_opens_its_stories(seeded: Service, open_tab: OpenTab) -> None:
+    """Topics are the default: a topic's count lists the posts whose topics include it,
+    through every form it gathers, each linking to its article."""
+    tab = await open_tab(seeded.url + "/")
+    page = tab.page
+    drawn = await bars(page, ".view-overview .bars > li")
+    topics = (await seeded.get_json("/v1/topics", params={"limit": str(len(drawn))}))["topics"]
+    index, topic = next((i, t) for i, t in enumerate(topics) if len(t["aliases"]) >= 2)
+    assert (drawn[index]["label"], drawn[index]["key"]) == (topic["label"], topic["key"])
+    await changed(
+        page,
+        page.locator(".view-overview .bars > li").nth(index).locator("a.stories").click(),
+        view=["posts"],
+        key=[topic["key"]],
+        label=[topic["label"]],
+    )
+    assert "as=entities" not in page.url
+    params = {"label": topic["label"], "key": topic["key"], "limit": "1000"}
+    want = (await seeded.get_json("/v1/posts", params={**params, "kind": "topics"}))["posts"]
+    assert len(want) == topic["posts"]
+    # More posts than the topic's key as an entity: its other forms count too.
+    as_entity = (await seeded.get_json("/v1/posts", params=params))["posts"]
+    assert {p["id"] for p in as_entity} < {p["id"] for p in want}
+    more = page.get_by_role("button", name="Show more")
+    while await more.is_visible():
+        count = await page.locator(".story-list li").count()
+        await more.click()
+        await page.wait_for_function(
+            f"() => document.querySelectorAll('.story-list li').length > {count}"
+        )
+    shown = await page.locator(".story-list li").evaluate_all(
+        "items => items.map(li => [li.dataset.id, li.querySelector('a.story').href])"
+    )
+    by_id = {a.id: a for a in spread_articles()}
+    assert shown == [[p["id"], by_id[p["id"]].url] for p in want]
+    await screenshots(page, "stories-topic", phone_too=False)
+    # From the topic's own view: a publication's count lists that publication's posts.
+    await changed(page, page.locator(".view-head a[data-nav]").click(), view=["entity"])
+    first = page.locator("ul.multiples li a.stories").first
+    publication = await page.locator("ul.multiples li").first.get_attribute("data-publication")
+    total = int(await page.locator("ul.multiples li data.total").first.get_attribute("value") or 0)
+    await changed(page, first.click(), view=["posts"], publication=[publication or ""])
+    assert await page.locator(".story-list li").count() == min(total, 20)
+    tab.assert_clean()
+
+
 async def test_search_finds_entities_from_any_view(
     service: ServiceFactory, open_tab: OpenTab
 ) -> None:

@@ -116,7 +116,7 @@ function overlapWarning(chosen, state) {
 function countLink(e, name, state) {
   const n = e.posts[name];
   return h("a", {
-    href: postsHref(e, [name], state.since, state.until), "data-nav": true, class: "of stories",
+    href: postsHref(e, [name], state.since, state.until, state.as), "data-nav": true, class: "of stories",
     title: `The posts of ${name} that mention ${e.text}`,
   }, `${number.format(n)} ${n === 1 ? "post" : "posts"}`);
 }

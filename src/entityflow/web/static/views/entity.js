@@ -204,7 +204,7 @@ async function timeline(body, state, name, entries, extra = []) {
       return h("li", { "data-publication": s.publication },
         h("div", { class: "multiple-head" }, h("strong", {}, s.publication),
           h("span", {}, s.posts ? h("a", {
-            href: postsHref({ label: body.label, key: body.key }, [s.publication], state.since, state.until),
+            href: postsHref({ label: body.label, key: body.key }, [s.publication], state.since, state.until, state.as),
             "data-nav": true, class: "stories",
           }, numberNode(s.posts, "total"), s.posts === 1 ? " post" : " posts")
             : h("span", {}, numberNode(s.posts, "total"), " posts"),
@@ -235,7 +235,7 @@ function numbersTable(body, series, axis, state, period) {
         series.map((s) => {
           const p = s.points[i];
           return h("td", { class: "num" }, p.posts ? h("a", {
-            href: postsHref({ label: body.label, key: body.key }, [s.publication], day, end(day)),
+            href: postsHref({ label: body.label, key: body.key }, [s.publication], day, end(day), state.as),
             "data-nav": true, class: "stories",
           }, numberNode(p.posts, "posts")) : numberNode(p.posts, "posts"),
           h("span", { class: "of" }, ` of ${number.format(p.published)} · `),
