@@ -1029,6 +1029,34 @@ async def test_compare_and_entity_views_on_topics(seeded: Service, open_tab: Ope
         assert (label, key) in lists["CNN"] and (label, key) in lists["Al Jazeera"]
     # Topic keys, not strings: "US" is counted as the United States.
     assert ["GPE", "united states"] in shared and ["GPE", "us"] not in shared
+    # The service compares topics, so dates apply: the shares shown are its, in the range.
+    dated = await open_tab(
+        seeded.url + "/?view=compare&publication=CNN&publication=Al+Jazeera"
+        "&since=2017-03-01&until=2017-03-20"
+    )
+    query = [("publication", "CNN"), ("publication", "Al Jazeera"), ("since", "2017-03-01"),
+             ("until", "2017-03-20"), ("limit", "10"), ("kind", "topics")]  # fmt: skip
+    answer = await seeded.get_json("/v1/compare", params=[*query, ("sort", "shared")])
+    whole = await seeded.get_json("/v1/compare", params=[*query[:2], *query[4:]])
+    assert answer["publications"] != whole["publications"]
+    on_screen = await dated.page.eval_on_selector_all(
+        "table.shared tbody tr",
+        "rows => rows.map(r => [r.dataset.key,"
+        " [...r.querySelectorAll('data.share')].map(d => d.value)])",
+    )
+    assert on_screen == [
+        [e["key"], [f"{100 * e['share'][n]:.1f}" for n in ("CNN", "Al Jazeera")]]
+        for e in answer["entities"]
+    ]
+    assert answer["entities"]
+    asked = [u for u in dated.requests if "/v1/compare" in u]
+    assert asked and all("kind=topics" in u and "since=2017-03-01" in u for u in asked)
+    assert await dated.page.locator("table.shared thead th").first.inner_text() == "Topic"
+    data = await download(dated.page, "Download shared CSV")
+    assert data == await api_bytes(
+        seeded, "/v1/compare", [*query, ("sort", "shared"), ("format", "csv")]
+    )
+    dated.assert_clean()
     await screenshots(page, "compare-topics", phone_too=False)
     # The entity view of a topic: its timeline is the topic's.
     await changed(

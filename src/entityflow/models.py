@@ -281,6 +281,15 @@ class PublicationEntityCount:
 
 
 @dataclass(slots=True, frozen=True)
+class TopicCounts:
+    """Every topic's counts per publication (as PublicationEntityCount, label and key the
+    topic's) under a query's filters, and each topic's aliases with their mentions there."""
+
+    counts: list[PublicationEntityCount]
+    aliases: dict[tuple[str, str], dict[tuple[str, str], int]]
+
+
+@dataclass(slots=True, frozen=True)
 class PublicationDay:
     """How many posts one publication published on one day."""
 

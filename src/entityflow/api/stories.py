@@ -3,6 +3,8 @@ GET /v1/search (an entity by typed text, across labels)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from aiohttp import web
 
 from entityflow.api import csvout
@@ -33,6 +35,7 @@ COMPARE_COLUMNS = (
     "sort", "text", "label", "key", "publication", "posts", "publication_posts", "share",
     "distinctive_to", "lift",
 )  # fmt: skip
+Entity = tuple[str, str]
 POST_COLUMNS = ("entity_label", "entity_key", "id", "title", "url", "publication", "date", "count")
 TOPIC_POST_COLUMNS = ("topic_label", "topic_key", *POST_COLUMNS[2:])
 
@@ -43,26 +46,20 @@ async def compare(request: web.Request) -> web.Response:
     _check_range(params.since, params.until)
     names = await _known(request, params.publication)
     window = await _window(request, names, params.since, params.until)
-    since, until = window.since, window.until
     store = request.app[STORE]
-    days = await store.publication_days(names, since, until)
-    publications = []
-    for name in names:
-        own = [d for d in days if d.publication == name]
-        publications.append(
-            ComparedPublication(
-                name=name,
-                posts=sum(d.posts for d in own),
-                first_date=min((d.date for d in own), default=None),
-                last_date=max((d.date for d in own), default=None),
-            )
-        )
-    query = EntityQuery(names, tuple(params.label), since, until, MAX_ROWS)
-    counts = await store.entity_counts(query)
+    publications = await _published(store, names, window.since, window.until)
+    query = EntityQuery(names, tuple(params.label), window.since, window.until, MAX_ROWS)
+    aliases = None
+    if params.kind == "topics":
+        found = await store.topic_counts(query)
+        counts, aliases = found.counts, found.aliases
+    else:
+        counts = await store.entity_counts(query)
     compared = shares_of(names, [p.posts for p in publications], counts)
     ranked = rank_compared(names, compared, params.sort, params.limit)
-    texts = await store.display_texts(list(dict.fromkeys((e.label, e.key) for e in ranked)))
+    texts = await _texts(store, [(e.label, e.key) for e in ranked], aliases)
     answer = Comparison(
+        kind=params.kind,
         sort=params.sort,
         publications=publications,
         entities=[
@@ -83,6 +80,44 @@ async def compare(request: web.Request) -> web.Response:
     return respond(answer)
 
 
+async def _published(
+    store: Store, names: Sequence[str], since: str | None, until: str | None
+) -> list[ComparedPublication]:
+    """Each publication's posts in the range, and the first and last day it published."""
+    days = await store.publication_days(names, since, until)
+    publications = []
+    for name in names:
+        own = [d for d in days if d.publication == name]
+        publications.append(
+            ComparedPublication(
+                name=name,
+                posts=sum(d.posts for d in own),
+                first_date=min((d.date for d in own), default=None),
+                last_date=max((d.date for d in own), default=None),
+            )
+        )
+    return publications
+
+
+async def _texts(
+    store: Store, shown: Sequence[Entity], aliases: Mapping[Entity, Mapping[Entity, int]] | None
+) -> dict[Entity, str]:
+    """Entities' display texts; or topics' names: the display text of each one's most
+    mentioned alias under the same filters (as GET /v1/topics names them)."""
+    shown = list(dict.fromkeys(shown))
+    if aliases is None:
+        return await store.display_texts(shown)
+    first = {
+        topic: min(aliases[topic].items(), key=lambda item: (-item[1], item[0]))[0]
+        for topic in shown
+        if aliases.get(topic)
+    }
+    texts = await store.display_texts(list(dict.fromkeys(first.values())))
+    return {
+        topic: texts.get(first[topic], topic[1]) if topic in first else topic[1] for topic in shown
+    }
+
+
 def _compare_csv(answer: Comparison, params: CompareQuery) -> web.Response:
     cells = csvout.context(params.publication, params.since, params.until, params.label)
     published = {p.name: p.posts for p in answer.publications}
@@ -93,7 +128,7 @@ def _compare_csv(answer: Comparison, params: CompareQuery) -> web.Response:
         for name in published
     )  # fmt: skip
     name = csvout.filename(
-        "compare",
+        "compare" if answer.kind == "entities" else "compare-topics",
         csvout.names_part(params.publication, ""),
         csvout.names_part(params.label, "all kinds"),
         csvout.date_part(params.since, params.until),

@@ -61,6 +61,7 @@ class CompareQuery(QueryModel):
         int, Field(ge=1, le=MAX_ROWS, description="Entities; per publication if distinctive.")
     ] = 20
     sort: Annotated[CompareSort, Field(description="distinctive or shared.")] = "distinctive"
+    kind: Kind = "entities"
     format: Format = None
 
 
@@ -101,7 +102,7 @@ class ComparedPublication(Response):
 
 
 class ComparedEntity(Response):
-    text: str
+    text: str = Field(description="An entity's display text, or a topic's name.")
     label: str
     key: str
     posts: dict[str, int]
@@ -111,6 +112,7 @@ class ComparedEntity(Response):
 
 
 class Comparison(Response):
+    kind: CountKind
     sort: CompareSort
     publications: list[ComparedPublication]
     entities: list[ComparedEntity]

@@ -21,8 +21,10 @@ from entityflow.models import (
     EntityCount,
     EntityQuery,
     ProcessedPost,
+    PublicationEntityCount,
     TimelineQuery,
     TopicCount,
+    TopicCounts,
     TopicTotal,
 )
 from entityflow.stores.aggregate import TopicIncrements
@@ -147,6 +149,34 @@ async def top_topics(store: FirestoreStore, query: EntityQuery) -> list[TopicTot
     wanted = [alias for topic, _, _ in ranked for alias in aliases.get(topic, {})]
     texts = await store._display_texts(list(dict.fromkeys(wanted)))
     return assemble(ranked, aliases, lambda entity: texts.get(entity, entity[1]))
+
+
+async def topic_counts(store: FirestoreStore, query: EntityQuery) -> TopicCounts:
+    """The counter documents GET /v1/compare reads for entities: their topic maps."""
+    from entityflow.stores.firestore import _decode, _each, _period_ranges
+
+    queries = [
+        store._counts_query(low, high, publication, query.labels)
+        for low, high in _period_ranges(query.since, query.until)
+        for publication in _each(query.publications)
+    ]
+    results = await asyncio.gather(*(store._stream(q) for q in queries))
+    sums: dict[tuple[str, str, str], list[int]] = {}
+    aliases: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
+    for snapshot in (s for result in results for s in result):
+        data = snapshot.to_dict() or {}
+        label, mentions, members = data["label"], data.get("tm", {}), data.get("ta", {})
+        for field, posts in data.get("tp", {}).items():
+            key = _decode(field)
+            total = sums.setdefault((data["publication"], label, key), [0, 0])
+            total[0] += posts
+            total[1] += mentions[field]
+            found = aliases.setdefault((label, key), {})
+            for alias_field, n in members.get(field, {}).items():
+                a_label, _, a_key = _decode(alias_field).partition(":")
+                found[a_label, a_key] = found.get((a_label, a_key), 0) + n
+    counts = [PublicationEntityCount(*topic, *n) for topic, n in sorted(sums.items())]
+    return TopicCounts(counts, aliases)
 
 
 async def daily_counts(store: FirestoreStore, query: TimelineQuery) -> list[DailyCount]:

@@ -19,6 +19,7 @@ from entityflow.models import (
     PublicationSummary,
     StoredPost,
     TimelineQuery,
+    TopicCounts,
     TopicTotal,
     WriteResult,
 )
@@ -217,6 +218,22 @@ class MemoryStore:
             if key == query.key and keep(publication, label, day)
         ]
         return sorted(rows, key=lambda row: (row.publication, row.date))
+
+    async def topic_counts(self, query: EntityQuery) -> TopicCounts:
+        keep = _wanted(query.publications, query.labels, query.since, query.until)
+        sums: dict[tuple[str, str, str], list[int]] = {}
+        for (publication, label, key, day), (posts, mentions) in self.counts.topics.daily.items():
+            if keep(publication, label, day):
+                total = sums.setdefault((publication, label, key), [0, 0])
+                total[0] += posts
+                total[1] += mentions
+        aliases: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
+        for (pub, label, key, day, a, b), mentions in self.counts.topics.aliases.items():
+            if keep(pub, label, day):
+                members = aliases.setdefault((label, key), {})
+                members[a, b] = members.get((a, b), 0) + mentions
+        counts = [PublicationEntityCount(*topic, *n) for topic, n in sorted(sums.items())]
+        return TopicCounts(counts, aliases)
 
     async def topics_version(self) -> str | None:
         return self.version

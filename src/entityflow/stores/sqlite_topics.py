@@ -15,8 +15,10 @@ from entityflow.models import (
     DailyCount,
     EntityCount,
     EntityQuery,
+    PublicationEntityCount,
     StoredPost,
     TimelineQuery,
+    TopicCounts,
     TopicTotal,
 )
 from entityflow.stores.aggregate import TopicIncrements, pick_display_text
@@ -171,6 +173,31 @@ def top_topics(db: sqlite3.Connection, query: EntityQuery) -> list[TopicTotal]:
         return pick_display_text(dict(forms)) if forms else entity[1]
 
     return assemble(ranked, aliases, text_of)
+
+
+def topic_counts(db: sqlite3.Connection, query: EntityQuery) -> TopicCounts:
+    where: list[str] = []
+    params: list[Any] = []
+    if query.labels:
+        where.append(f"label IN ({','.join('?' * len(query.labels))})")
+        params.extend(query.labels)
+    add_filters(where, params, query.publications, query.since, query.until)
+    filters = f" WHERE {' AND '.join(where)}" if where else ""
+    table = "topic_daily" if query.since or query.until else "topic_totals"
+    rows = db.execute(
+        f"SELECT publication, label, key, SUM(posts), SUM(mentions) FROM {table}{filters}"
+        " GROUP BY publication, label, key ORDER BY publication, label, key",
+        params,
+    )
+    counts = [PublicationEntityCount(*row) for row in rows]
+    aliases: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
+    for label, key, a_label, a_key, mentions in db.execute(
+        f"SELECT label, key, alias_label, alias_key, SUM(mentions) FROM topic_aliases{filters}"
+        " GROUP BY label, key, alias_label, alias_key",
+        params,
+    ):
+        aliases.setdefault((label, key), {})[a_label, a_key] = mentions
+    return TopicCounts(counts, aliases)
 
 
 def daily_counts(db: sqlite3.Connection, query: TimelineQuery) -> list[DailyCount]:
