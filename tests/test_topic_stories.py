@@ -16,7 +16,15 @@ from typing import Any
 import pytest
 
 from entityflow.dataset import Article
-from entityflow.models import EntityCount, PostRecord, PostsQuery, PostSummary, ProcessedPost
+from entityflow.models import (
+    EntityCount,
+    EntityQuery,
+    PostRecord,
+    PostsQuery,
+    PostSummary,
+    ProcessedPost,
+    PublicationEntityCount,
+)
 from entityflow.stores import open_store
 from entityflow.stores.base import Store
 from entityflow.stores.sqlite import MIGRATIONS
@@ -119,11 +127,44 @@ async def check_lists(
     return listed
 
 
+async def check_counts(store: Store, expect: Expected, merge: Any = None, block: Any = ()) -> None:
+    """topic_counts (what Compare on topics reads): every topic per publication, under
+    publication, label and date filters, equals the oracle's; its aliases add up."""
+    names = sorted(expect.totals)
+    for publications, labels, (since, until) in (
+        ((), (), WINDOWS[0]),
+        ((names[0], names[3]), (), WINDOWS[1]),
+        ((names[1],), ("PERSON", "GPE"), WINDOWS[0]),
+        ((), ("ORG", "EVENT"), WINDOWS[1]),
+    ):
+        sums: dict[tuple[str, str, str], list[int]] = {}
+        for post_id, counts in expect.posts.items():
+            publication, day = expect.publication_of[post_id], expect.dates[post_id]
+            if publications and publication not in publications:
+                continue
+            if (since and day < since) or (until and day > until):
+                continue
+            topics = topic_oracle.post_topics(counts, publication, merge, block)
+            for (label, key), members in topics.items():
+                if not labels or label in labels:
+                    total = sums.setdefault((publication, label, key), [0, 0])
+                    total[0] += 1
+                    total[1] += sum(members.values())
+        query = EntityQuery(publications, labels, since, until)
+        got = await store.topic_counts(query)
+        assert got.counts == [PublicationEntityCount(*k, *v) for k, v in sorted(sums.items())]
+        mentions: dict[Topic, int] = {}
+        for (_, label, key), (_, n) in sums.items():
+            mentions[label, key] = mentions.get((label, key), 0) + n
+        assert {t: sum(a.values()) for t, a in got.aliases.items()} == mentions
+
+
 async def test_topic_story_lists_equal_the_independent_rule(store: Store, titled: Any) -> None:
     posts, expect, by_id = titled
     for start in range(0, len(posts), 50):
         await store.write(posts[start : start + 50])
     assert await check_lists(store, expect, by_id, chosen_topics(expect)) > 300
+    await check_counts(store, expect)
     # A topic gathers several entities: "US" and "the United States" list one post once.
     us = PostsQuery("GPE", "united states", limit=1000, kind="topics")
     got = await every_page(store, us)
@@ -157,6 +198,7 @@ async def test_topic_story_lists_follow_a_recount(
         merged = [("PERSON", "donald trump"), ("EVENT", "brexit")]
         topics = merged + chosen_topics(expect, MERGE, BLOCK)[:10]
         assert await check_lists(store, expect, by_id, topics, MERGE, BLOCK) > 100
+        await check_counts(store, expect, MERGE, BLOCK)
         # The merged topic now lists the posts that only said "Trump".
         trump = PostsQuery("PERSON", "donald trump", limit=1000, kind="topics")
         only_trump = [
