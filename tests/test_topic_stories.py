@@ -242,3 +242,33 @@ async def test_an_old_sqlite_database_gets_its_topic_stories(tmp_path: Path, tit
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 4
     db.close()
+
+
+@pytest.mark.firestore
+async def test_firestore_reads_per_topic_story_page(firestore: Any, titled: Any) -> None:
+    """Documents read per page of a topic's story list (docs/scaling.md quotes the figures):
+    one query under the topic_ids index, limit + 1 documents, one for an empty answer."""
+    from entityflow.stores.firestore import FirestoreStore
+
+    posts, expect, _ = titled
+    store = FirestoreStore(project=firestore.project, shards=2)
+    await store.open()
+    try:
+        await store.write(posts)
+        busiest = chosen_topics(expect)[0]
+        query = PostsQuery(*busiest, limit=5, kind="topics")
+        reads = []
+        while True:
+            before = store.documents_read
+            page = await store.posts_mentioning(query)
+            reads.append(store.documents_read - before)
+            if page.next is None:
+                break
+            query = PostsQuery(*busiest, limit=5, after=page.next, kind="topics")
+        print(f"firestore documents read per topic story page (limit 5): {reads}")
+        assert len(reads) >= 3 and all(n == 6 for n in reads[:-1]) and reads[-1] <= 6
+        before = store.documents_read
+        await store.posts_mentioning(PostsQuery("GPE", "nowhere at all", kind="topics"))
+        assert store.documents_read - before == 1
+    finally:
+        await store.close()
