@@ -27,6 +27,7 @@ from playwright.async_api import Browser, Download, Page, async_playwright
 from entityflow.dataset import Article, articles
 from entityflow.models import EntityCount, PostRecord, ProcessedPost
 from entityflow.server import build_app
+from entityflow.topics import TopicRule, resolve
 from tests.conftest import API_KEY, Service, ServiceFactory, make_settings, serve_app
 from tests.test_faults import FORMULAS, seed_formulas
 
@@ -819,6 +820,67 @@ async def test_search_finds_entities_from_any_view(
             svc.url + "/?view=entity&label=PERSON&key=Angela%20Merkel&as=entities"
         )
         assert await other.page.locator("h1").inner_text() == "Angela Merkel"
+        tab.assert_clean()
+        other.assert_clean()
+
+
+async def test_search_finds_topics_in_topics_mode(
+    service: ServiceFactory, open_tab: OpenTab
+) -> None:
+    """On topics (the default) the header search and the Entity view find topics, through
+    any of their forms; on raw entities, entities."""
+
+    def post(number: int, *entities: tuple[str, str, str, int]) -> ProcessedPost:
+        record = PostRecord(f"t{number}", "Die Zeitung", "-", f"2017-05-0{number}")
+        found = tuple(EntityCount(*e) for e in entities)
+        rule = TopicRule()
+        return ProcessedPost(record, found, resolve(found, "Die Zeitung", rule), rule.version)
+
+    async with service() as svc:
+        await svc.store.write(
+            [
+                post(1, ("PERSON", "angela merkel", "Angela Merkel", 1),
+                     ("PERSON", "merkel", "Merkel", 3), ("GPE", "us", "US", 2)),
+                post(2, ("GPE", "u.s.", "U.S.", 1), ("PERSON", "emmanuel macron", "Macron", 1)),
+            ]
+        )  # fmt: skip
+        tab = await open_tab(svc.url + "/?view=compare")
+        page = tab.page
+        find = page.get_by_label("Find an entity (any kind)")
+        for typed, label, key in (
+            ("U.S.", "GPE", "united states"),
+            ("us", "GPE", "united states"),
+            ("MERKEL", "PERSON", "angela merkel"),
+            ("Macr", "PERSON", "emmanuel macron"),
+        ):
+            await find.fill(typed)
+            await changed(page, find.press("Enter"), view=["entity"], label=[label], key=[key])
+            assert "as=entities" not in page.url
+            answer = await svc.get_json("/v1/search", params={"q": typed, "kind": "topics"})
+            assert await page.locator("h1").inner_text() == answer["entities"][0]["text"]
+        # The topic's view counts both posts: "US" and "U.S." are one country.
+        total = page.locator("ul.multiples li data.total")
+        await find.fill("U.S.")
+        await changed(page, find.press("Enter"), key=["united states"])
+        assert await total.first.get_attribute("value") == "2"
+        # Suggestions while typing, by topic name.
+        name = page.get_by_label("Name", exact=True)
+        await name.fill("")
+        await name.press_sequentially("Merk", delay=30)
+        await page.wait_for_function(
+            "() => [...document.querySelectorAll('#entity-names option')]"
+            ".some(o => o.value === 'Merkel')"
+        )
+        asked = [u for u in tab.requests if "/v1/search" in u]
+        assert asked and all("kind=topics" in u for u in asked)
+        # On raw entities the same search finds the string as spaCy found it.
+        other = await open_tab(svc.url + "/?view=overview&as=entities")
+        await other.page.get_by_label("Find an entity (any kind)").fill("U.S.")
+        await changed(
+            other.page,
+            other.page.get_by_label("Find an entity (any kind)").press("Enter"),
+            view=["entity"], label=["GPE"], key=["u.s."], **{"as": ["entities"]},
+        )  # fmt: skip
         tab.assert_clean()
         other.assert_clean()
 

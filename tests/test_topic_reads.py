@@ -153,3 +153,40 @@ async def test_compare_topics_shares_are_exact(news: Service, oracle: Expected) 
     )
     keys = {(e["label"], e["key"]) for e in data["entities"]}
     assert ("GPE", "united states") in keys and ("GPE", "us") not in keys
+
+
+async def test_search_finds_topics_through_their_aliases(news: Service, oracle: Expected) -> None:
+    per_post = topic_posts(oracle, None, None, None)
+    posts: dict[Topic, int] = {}
+    aliases: dict[Topic, set[str]] = {}
+    for post_id, counts in oracle.posts.items():
+        topics = topic_oracle.post_topics(counts, oracle.publication_of[post_id])
+        for topic, members in topics.items():
+            aliases.setdefault(topic, set()).update(key for _, key in members)
+    for topics in per_post.values():
+        for topic in topics:
+            posts[topic] = posts.get(topic, 0) + 1
+
+    async def found(text: str) -> list[dict[str, Any]]:
+        data = await news.get_json("/v1/search", params=query(q=text, kind="topics", limit=100))
+        assert data["kind"] == "topics"
+        return data["entities"]  # type: ignore[no-any-return]
+
+    for topic in sorted(posts, key=lambda t: (-posts[t], t))[:10]:
+        got = {(e["label"], e["key"]): e["posts"] for e in await found(topic[1].upper())}
+        assert got[topic] == posts[topic], topic
+    # The forms of a country find the country: each is an alias of it, none a topic.
+    us = ("GPE", "united states")
+    for typed in ("US", "U.S.", "the United States"):
+        if typed.lower().removeprefix("the ") in aliases[us]:
+            first = (await found(typed))[0]
+            assert (first["label"], first["key"], first["posts"]) == (*us, posts[us]), typed
+    assert {"us", "united states"} <= aliases[us]
+    # Every match contains the typed key in its key or an alias's; nothing else is found.
+    for e in await found("ru"):
+        topic = (e["label"], e["key"])
+        assert any("ru" in key for key in {topic[1], *aliases[topic]}), topic
+        assert e["posts"] == posts[topic]
+    assert await found("zzzz") == []
+    entities = await news.get_json("/v1/search", params=query(q="US"))
+    assert entities["kind"] == "entities" and entities["entities"][0]["key"] == "us"

@@ -25,10 +25,10 @@ from entityflow.api.story_schemas import (
 from entityflow.api.timeline import entity_key
 from entityflow.compare import rank_compared, shares_of
 from entityflow.entities import normalise
-from entityflow.models import EntityQuery
+from entityflow.models import EntityQuery, EntityTotal
 from entityflow.models import PostsQuery as StorePostsQuery
 from entityflow.queries import MAX_ROWS
-from entityflow.search import needle_of
+from entityflow.search import needle_of, rank_matches
 from entityflow.stores.base import Store
 
 COMPARE_COLUMNS = (
@@ -219,14 +219,37 @@ async def search(request: web.Request) -> web.Response:
     require_read_access(request)
     params = parse_query(request, SearchQuery)
     needle = needle_of(params.q)
-    found = await request.app[STORE].search_entities(needle, params.limit) if needle else []
+    store = request.app[STORE]
+    if not needle:
+        found: list[EntityTotal] = []
+    elif params.kind == "topics":
+        found = await _search_topics(store, needle, params.limit)
+    else:
+        found = await store.search_entities(needle, params.limit)
     return respond(
         SearchResult(
             q=params.q,
             key=needle,
+            kind=params.kind,
             entities=[
                 Match(text=e.text, label=e.label, key=e.key, posts=e.posts, mentions=e.mentions)
                 for e in found
             ],
         )
     )
+
+
+async def _search_topics(store: Store, needle: str, limit: int) -> list[EntityTotal]:
+    """Topics whose key or an alias's key contains `needle`, ranked as entities are
+    (entityflow/search.py), over the counts Compare on topics reads; each named as
+    GET /v1/topics names it."""
+    found = await store.topic_counts(EntityQuery())
+    sums: dict[Entity, list[int]] = {}
+    for count in found.counts:
+        total = sums.setdefault((count.label, count.key), [0, 0])
+        total[0] += count.posts
+        total[1] += count.mentions
+    also = {topic: [key for _, key in members] for topic, members in found.aliases.items()}
+    ranked = rank_matches(((*t, p, m) for t, (p, m) in sums.items()), needle, limit, also)
+    names = await _texts(store, [(label, key) for label, key, _, _ in ranked], found.aliases)
+    return [EntityTotal(label, key, names[label, key], p, m) for label, key, p, m in ranked]

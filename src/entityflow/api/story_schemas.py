@@ -92,6 +92,7 @@ class PostsQuery(QueryModel):
 class SearchQuery(QueryModel):
     q: Annotated[str, Field(min_length=1, max_length=200, description="Typed text.")]
     limit: Annotated[int, Field(ge=1, le=100, description="How many matches.")] = 10
+    kind: Kind = "entities"
 
 
 class ComparedPublication(Response):
@@ -140,7 +141,7 @@ class PostList(Response):
 
 
 class Match(Response):
-    text: str
+    text: str = Field(description="An entity's display text, or a topic's name.")
     label: str
     key: str
     posts: int
@@ -150,4 +151,5 @@ class Match(Response):
 class SearchResult(Response):
     q: str
     key: str
-    entities: list[Match]
+    kind: CountKind
+    entities: list[Match] = Field(description="Entities, or topics with kind=topics.")

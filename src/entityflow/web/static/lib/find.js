@@ -1,18 +1,25 @@
-// Finding an entity by typed text: the service applies the key rule and matches across
-// every kind (GET /v1/search); suggestions appear while typing.
+// Finding a topic or an entity by typed text: the service applies the key rule and matches
+// across every kind (GET /v1/search, kind=topics unless the page shows raw entities);
+// suggestions appear while typing.
 
 import { h, labelName, number, entityKey } from "./common.js";
 import { api, params } from "./api.js";
+import { readState } from "./state.js";
 
-export async function findEntities(text, limit = 10) {
-  if (!text.trim()) return [];
-  return (await api("search", params([["q", text], ["limit", limit]]))).entities;
+/** What the page shows now, as the API's kind: topics unless `as=entities`. */
+export function kindNow() {
+  return readState(location.search).as === "entities" ? "entities" : "topics";
 }
 
-/** The entity typed text means: an exact key first (of `label` if there is one), else the
- * best partial match of any kind; null when nothing matches. */
-export async function resolveEntity(text, label) {
-  const found = await findEntities(text);
+export async function findEntities(text, limit = 10, kind = kindNow()) {
+  if (!text.trim()) return [];
+  return (await api("search", params([["q", text], ["limit", limit], ["kind", kind]]))).entities;
+}
+
+/** The topic or entity typed text means: an exact key first (of `label` if there is one),
+ * else the best partial match of any kind; null when nothing matches. */
+export async function resolveEntity(text, label, kind = kindNow()) {
+  const found = await findEntities(text, 10, kind);
   const key = entityKey(text);
   const exact = found.filter((e) => e.key === key);
   if (exact.length) return exact.find((e) => e.label === label) || exact[0];
@@ -27,11 +34,12 @@ export function suggest(input, list) {
     clearTimeout(timer);
     timer = setTimeout(async () => {
       const text = input.value;
-      if (text === asked || text.trim().length < 2) return;
-      asked = text;
+      const kind = kindNow();
+      if (`${kind}:${text}` === asked || text.trim().length < 2) return;
+      asked = `${kind}:${text}`;
       let found = [];
       try {
-        found = await findEntities(text);
+        found = await findEntities(text, 10, kind);
       } catch {
         return; // Suggestions are a help: the form still works without them.
       }

@@ -115,8 +115,9 @@ export async function buildEntity(view, state) {
     next.labels = [labelSelect.value];
     next.key = state.key;
     if (typed && typed !== name) {
-      // Whatever kind is selected, the service finds the entity across every kind.
-      const found = await resolveEntity(typed, labelSelect.value);
+      // Whatever kind is selected, the service finds the topic (or entity) across every kind.
+      const found = await resolveEntity(typed, labelSelect.value,
+        next.as === "entities" ? "entities" : "topics");
       next.labels = [found ? found.label : labelSelect.value];
       next.key = found ? found.key : entityKey(typed);
     }
@@ -144,12 +145,13 @@ export async function buildEntity(view, state) {
 }
 
 async function didYouMean(state, name) {
-  const found = (await findEntities(name, 5)).filter(
+  const kind = state.as === "entities" ? "entities" : "topics";
+  const found = (await findEntities(name, 5, kind)).filter(
     (e) => e.label !== state.labels[0] || e.key !== state.key);
   if (!found.length) return null;
   return h("div", { class: "notice", role: "note" }, h("h2", {}, "Did you mean"),
     h("ul", { class: "suggestions" }, found.map((e) => h("li", {},
-      h("a", { href: entityHref(e, state.publications), "data-nav": true }, e.text),
+      h("a", { href: entityHref(e, state.publications, kind), "data-nav": true }, e.text),
       ` (${labelName(e.label)}, ${number.format(e.posts)} ${e.posts === 1 ? "post" : "posts"})`))));
 }
 
