@@ -27,6 +27,7 @@ from playwright.async_api import Browser, Download, Page, async_playwright
 from entityflow.dataset import Article, articles
 from entityflow.models import EntityCount, PostRecord, ProcessedPost
 from entityflow.server import build_app
+from entityflow.topics import TopicRule, resolve
 from tests.conftest import API_KEY, Service, ServiceFactory, make_settings, serve_app
 from tests.test_faults import FORMULAS, seed_formulas
 
@@ -723,6 +724,52 @@ async def test_every_count_opens_its_stories(seeded: Service, open_tab: OpenTab)
     compare.assert_clean()
 
 
+async def test_a_topic_count_opens_its_stories(seeded: Service, open_tab: OpenTab) -> None:
+    """Topics are the default: a topic's count lists the posts whose topics include it,
+    through every form it gathers, each linking to its article."""
+    tab = await open_tab(seeded.url + "/")
+    page = tab.page
+    drawn = await bars(page, ".view-overview .bars > li")
+    topics = (await seeded.get_json("/v1/topics", params={"limit": str(len(drawn))}))["topics"]
+    index, topic = next((i, t) for i, t in enumerate(topics) if len(t["aliases"]) >= 2)
+    assert (drawn[index]["label"], drawn[index]["key"]) == (topic["label"], topic["key"])
+    await changed(
+        page,
+        page.locator(".view-overview .bars > li").nth(index).locator("a.stories").click(),
+        view=["posts"],
+        key=[topic["key"]],
+        label=[topic["label"]],
+    )
+    assert "as=entities" not in page.url
+    params = {"label": topic["label"], "key": topic["key"], "limit": "1000"}
+    want = (await seeded.get_json("/v1/posts", params={**params, "kind": "topics"}))["posts"]
+    assert len(want) == topic["posts"]
+    # More posts than the topic's key as an entity: its other forms count too.
+    as_entity = (await seeded.get_json("/v1/posts", params=params))["posts"]
+    assert {p["id"] for p in as_entity} < {p["id"] for p in want}
+    more = page.get_by_role("button", name="Show more")
+    while await more.is_visible():
+        count = await page.locator(".story-list li").count()
+        await more.click()
+        await page.wait_for_function(
+            f"() => document.querySelectorAll('.story-list li').length > {count}"
+        )
+    shown = await page.locator(".story-list li").evaluate_all(
+        "items => items.map(li => [li.dataset.id, li.querySelector('a.story').href])"
+    )
+    by_id = {a.id: a for a in spread_articles()}
+    assert shown == [[p["id"], by_id[p["id"]].url] for p in want]
+    await screenshots(page, "stories-topic", phone_too=False)
+    # From the topic's own view: a publication's count lists that publication's posts.
+    await changed(page, page.locator(".view-head a[data-nav]").click(), view=["entity"])
+    first = page.locator("ul.multiples li a.stories").first
+    publication = await page.locator("ul.multiples li").first.get_attribute("data-publication")
+    total = int(await page.locator("ul.multiples li data.total").first.get_attribute("value") or 0)
+    await changed(page, first.click(), view=["posts"], publication=[publication or ""])
+    assert await page.locator(".story-list li").count() == min(total, 20)
+    tab.assert_clean()
+
+
 async def test_search_finds_entities_from_any_view(
     service: ServiceFactory, open_tab: OpenTab
 ) -> None:
@@ -816,6 +863,65 @@ async def test_typed_names_take_the_servers_key(service: ServiceFactory, open_ta
         assert await other.page.locator("data.total").evaluate_all(
             "items => items.map(d => Number(d.value))"
         ) == [2]
+
+
+async def test_search_finds_topics_in_topics_mode(
+    service: ServiceFactory, open_tab: OpenTab
+) -> None:
+    """On topics (the default) the header search and the Entity view find topics, through
+    any of their forms; on raw entities, entities."""
+
+    def post(number: int, *entities: tuple[str, str, str, int]) -> ProcessedPost:
+        record = PostRecord(f"t{number}", "Die Zeitung", "-", f"2017-05-0{number}")
+        found = tuple(EntityCount(*e) for e in entities)
+        rule = TopicRule()
+        return ProcessedPost(record, found, resolve(found, "Die Zeitung", rule), rule.version)
+
+    async with service() as svc:
+        await svc.store.write(
+            [
+                post(1, ("PERSON", "angela merkel", "Angela Merkel", 1),
+                     ("PERSON", "merkel", "Merkel", 3), ("GPE", "us", "US", 2)),
+                post(2, ("GPE", "u.s.", "U.S.", 1), ("PERSON", "emmanuel macron", "Macron", 1)),
+            ]
+        )  # fmt: skip
+        tab = await open_tab(svc.url + "/?view=compare")
+        page = tab.page
+        find = page.get_by_label("Find an entity (any kind)")
+        for typed, label, key in (
+            ("U.S.", "GPE", "united states"),
+            ("us", "GPE", "united states"),
+            ("MERKEL", "PERSON", "angela merkel"),
+            ("Macr", "PERSON", "emmanuel macron"),
+        ):
+            await find.fill(typed)
+            await changed(page, find.press("Enter"), view=["entity"], label=[label], key=[key])
+            assert "as=entities" not in page.url
+            answer = await svc.get_json("/v1/search", params={"q": typed, "kind": "topics"})
+            assert await page.locator("h1").inner_text() == answer["entities"][0]["text"]
+        # The topic's view counts both posts: "US" and "U.S." are one country.
+        total = page.locator("ul.multiples li data.total")
+        await find.fill("U.S.")
+        await changed(page, find.press("Enter"), key=["united states"])
+        assert await total.first.get_attribute("value") == "2"
+        # Suggestions while typing, by topic name.
+        name = page.get_by_label("Name", exact=True)
+        await name.fill("")
+        await name.press_sequentially("Merk", delay=30)
+        await page.wait_for_function(
+            "() => [...document.querySelectorAll('#entity-names option')]"
+            ".some(o => o.value === 'Merkel')"
+        )
+        asked = [u for u in tab.requests if "/v1/search" in u]
+        assert asked and all("kind=topics" in u for u in asked)
+        # On raw entities the same search finds the string as spaCy found it.
+        other = await open_tab(svc.url + "/?view=overview&as=entities")
+        await other.page.get_by_label("Find an entity (any kind)").fill("U.S.")
+        await changed(
+            other.page,
+            other.page.get_by_label("Find an entity (any kind)").press("Enter"),
+            view=["entity"], label=["GPE"], key=["u.s."], **{"as": ["entities"]},
+        )  # fmt: skip
         tab.assert_clean()
         other.assert_clean()
 
@@ -1026,6 +1132,34 @@ async def test_compare_and_entity_views_on_topics(seeded: Service, open_tab: Ope
         assert (label, key) in lists["CNN"] and (label, key) in lists["Al Jazeera"]
     # Topic keys, not strings: "US" is counted as the United States.
     assert ["GPE", "united states"] in shared and ["GPE", "us"] not in shared
+    # The service compares topics, so dates apply: the shares shown are its, in the range.
+    dated = await open_tab(
+        seeded.url + "/?view=compare&publication=CNN&publication=Al+Jazeera"
+        "&since=2017-03-01&until=2017-03-20"
+    )
+    query = [("publication", "CNN"), ("publication", "Al Jazeera"), ("since", "2017-03-01"),
+             ("until", "2017-03-20"), ("limit", "10"), ("kind", "topics")]  # fmt: skip
+    answer = await seeded.get_json("/v1/compare", params=[*query, ("sort", "shared")])
+    whole = await seeded.get_json("/v1/compare", params=[*query[:2], *query[4:]])
+    assert answer["publications"] != whole["publications"]
+    on_screen = await dated.page.eval_on_selector_all(
+        "table.shared tbody tr",
+        "rows => rows.map(r => [r.dataset.key,"
+        " [...r.querySelectorAll('data.share')].map(d => d.value)])",
+    )
+    assert on_screen == [
+        [e["key"], [f"{100 * e['share'][n]:.1f}" for n in ("CNN", "Al Jazeera")]]
+        for e in answer["entities"]
+    ]
+    assert answer["entities"]
+    asked = [u for u in dated.requests if "/v1/compare" in u]
+    assert asked and all("kind=topics" in u and "since=2017-03-01" in u for u in asked)
+    assert await dated.page.locator("table.shared thead th").first.inner_text() == "Topic"
+    data = await download(dated.page, "Download shared CSV")
+    assert data == await api_bytes(
+        seeded, "/v1/compare", [*query, ("sort", "shared"), ("format", "csv")]
+    )
+    dated.assert_clean()
     await screenshots(page, "compare-topics", phone_too=False)
     # The entity view of a topic: its timeline is the topic's.
     await changed(

@@ -110,8 +110,11 @@ async def test_two_fronts_two_processors_share_one_topic(
     await wait_stored(fronts[0].url, len(chosen))
     await asyncio.sleep(1)  # anything counted twice would land now
     await assert_counted_once(fronts[1].url, chosen, expected(chosen))
-    name = "entityflow_posts_duplicate_total"
-    assert metric(one.url, name) + metric(two.url, name) == 20
+    duplicates = sum(metric(p.url, "entityflow_posts_duplicate_total") for p in (one, two))
+    # The 20 sent twice; a message Pub/Sub delivered again after its post was stored (a lease
+    # lost on a machine this busy) is one more, seen and counted as a redelivery.
+    redelivered = sum(metric(p.url, "entityflow_pubsub_redeliveries_total") for p in (one, two))
+    assert 20 <= duplicates <= 20 + redelivered, (duplicates, redelivered)
     processed = [metric(p.url, "entityflow_posts_persisted_total") for p in (one, two)]
     assert sum(processed) == len(chosen) and min(processed) > 0, processed
     assert sum(metric(f.url, "entityflow_pubsub_published_total") for f in fronts) == SHARED + 20

@@ -189,5 +189,5 @@ async def test_an_old_sqlite_database_gets_its_stories_back(
     finally:
         await upgraded.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 4
     db.close()

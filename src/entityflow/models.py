@@ -227,6 +227,8 @@ class TopicTotal:
 
 
 SortKey = Literal["posts", "mentions"]
+# What a read counts: entities as spaCy found them, or topics (merged across spellings).
+CountKind = Literal["entities", "topics"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -279,6 +281,15 @@ class PublicationEntityCount:
 
 
 @dataclass(slots=True, frozen=True)
+class TopicCounts:
+    """Every topic's counts per publication (as PublicationEntityCount, label and key the
+    topic's) under a query's filters, and each topic's aliases with their mentions there."""
+
+    counts: list[PublicationEntityCount]
+    aliases: dict[tuple[str, str], dict[tuple[str, str], int]]
+
+
+@dataclass(slots=True, frozen=True)
 class PublicationDay:
     """How many posts one publication published on one day."""
 
@@ -289,7 +300,8 @@ class PublicationDay:
 
 @dataclass(slots=True, frozen=True)
 class PostsQuery:
-    """The posts that mention one entity, newest first; `after` is the last (date, id) seen."""
+    """The posts that mention one entity (or, with `kind` "topics", one topic), newest first;
+    `after` is the last (date, id) seen."""
 
     label: str
     key: str
@@ -298,6 +310,7 @@ class PostsQuery:
     until: str | None = None
     limit: int = 20
     after: tuple[str, str] | None = None
+    kind: CountKind = "entities"
 
 
 @dataclass(slots=True, frozen=True)

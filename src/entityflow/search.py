@@ -3,12 +3,13 @@
 Every store applies the same rule: a key matches when it contains the typed key; exact
 matches come first, then keys that start with it, then keys with a word that starts with it,
 then any other containing key; within each tier, more posts first, then more mentions,
-then label and key.
+then label and key. A topic also matches through the keys of its aliases (its best tier
+counts): "U.S." finds the United States.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from entityflow.entities import normalise
 
@@ -33,11 +34,19 @@ def match_tier(key: str, needle: str) -> int | None:
     return 3
 
 
-def rank_matches(candidates: Iterable[Candidate], needle: str, limit: int) -> list[Candidate]:
-    """The best `limit` of the candidates that match, in the order described above."""
+def rank_matches(
+    candidates: Iterable[Candidate],
+    needle: str,
+    limit: int,
+    also: Mapping[tuple[str, str], Iterable[str]] | None = None,
+) -> list[Candidate]:
+    """The best `limit` of the candidates that match, in the order described above; `also`:
+    more keys a candidate answers to (a topic's aliases)."""
     scored = []
     for label, key, posts, mentions in candidates:
-        tier = match_tier(key, needle)
+        keys = [key, *(also.get((label, key), ()) if also else ())]
+        tiers = [tier for tier in (match_tier(k, needle) for k in keys) if tier is not None]
+        tier = min(tiers, default=None)
         if tier is not None:
             scored.append(((tier, -posts, -mentions, label, key), (label, key, posts, mentions)))
     scored.sort(key=lambda item: item[0])

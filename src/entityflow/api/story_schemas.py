@@ -17,6 +17,7 @@ from entityflow.api.schemas import (
     _unique,
 )
 from entityflow.compare import CompareSort
+from entityflow.models import CountKind
 from entityflow.queries import MAX_ROWS
 
 MAX_COMPARED = 10
@@ -27,6 +28,14 @@ Labels = Annotated[
     tuple[Label, ...], AfterValidator(_unique), Field(description="Entity label; repeat.")
 ]
 Format = Annotated[Literal["json", "csv"] | None, Field(description="csv for a CSV download.")]
+Kind = Annotated[
+    CountKind,
+    Field(
+        description="entities: as spaCy found them (label and key name an entity); topics:"
+        " people, places and organisations merged across spellings (label and key name a"
+        " topic, as GET /v1/topics lists it)."
+    ),
+]
 
 
 def _two_to_ten(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -52,6 +61,7 @@ class CompareQuery(QueryModel):
         int, Field(ge=1, le=MAX_ROWS, description="Entities; per publication if distinctive.")
     ] = 20
     sort: Annotated[CompareSort, Field(description="distinctive or shared.")] = "distinctive"
+    kind: Kind = "entities"
     format: Format = None
 
 
@@ -61,8 +71,11 @@ class PostsQuery(QueryModel):
         AfterValidator(_unique),
         Field(description="Publication; repeat for several; none means all."),
     ] = ()
-    label: Annotated[Label, Field(description="Entity label.")]
-    key: Annotated[str, Field(min_length=1, max_length=300, description="Entity key or text.")]
+    label: Annotated[Label, Field(description="Entity or topic label.")]
+    key: Annotated[
+        str, Field(min_length=1, max_length=300, description="Entity or topic key, or its text.")
+    ]
+    kind: Kind = "entities"
     since: Since = None
     until: Until = None
     limit: Annotated[int, Field(ge=1, le=MAX_ROWS, description="Posts per page.")] = 20
@@ -79,6 +92,7 @@ class PostsQuery(QueryModel):
 class SearchQuery(QueryModel):
     q: Annotated[str, Field(min_length=1, max_length=200, description="Typed text.")]
     limit: Annotated[int, Field(ge=1, le=100, description="How many matches.")] = 10
+    kind: Kind = "entities"
 
 
 class ComparedPublication(Response):
@@ -89,7 +103,7 @@ class ComparedPublication(Response):
 
 
 class ComparedEntity(Response):
-    text: str
+    text: str = Field(description="An entity's display text, or a topic's name.")
     label: str
     key: str
     posts: dict[str, int]
@@ -99,6 +113,7 @@ class ComparedEntity(Response):
 
 
 class Comparison(Response):
+    kind: CountKind
     sort: CompareSort
     publications: list[ComparedPublication]
     entities: list[ComparedEntity]
@@ -114,15 +129,19 @@ class PostRow(Response):
 
 
 class PostList(Response):
+    kind: CountKind
     label: str
     key: str
-    text: str | None = Field(description="The entity's display text; null when unmentioned.")
+    text: str | None = Field(
+        description="The entity's display text, or the topic's name in the page's first post;"
+        " null when no post is listed."
+    )
     posts: list[PostRow]
     next: str | None
 
 
 class Match(Response):
-    text: str
+    text: str = Field(description="An entity's display text, or a topic's name.")
     label: str
     key: str
     posts: int
@@ -132,4 +151,5 @@ class Match(Response):
 class SearchResult(Response):
     q: str
     key: str
-    entities: list[Match]
+    kind: CountKind
+    entities: list[Match] = Field(description="Entities, or topics with kind=topics.")

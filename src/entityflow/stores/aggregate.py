@@ -50,21 +50,30 @@ class Increments:
             total[1] += entity.count
             form = (entity.label, entity.key, entity.text)
             self.forms[form] = self.forms.get(form, 0) + entity.count
-        self.topics.add(processed.post.publication, processed.post.date, processed.topics)
+        self.topics.add(post.publication, post.date, processed.topics, post.id)
         if processed.topics_version:
             self.versions.add(processed.topics_version)
 
 
 @dataclass(slots=True)
 class TopicIncrements:
-    """Topic sums to add: [posts, mentions] per day and in total, mentions per alias and day."""
+    """Topic sums to add: [posts, mentions] per day and in total, mentions per alias and day;
+    and, when the post's id is given, a row per (topic, post): SQLite's story lists."""
 
     daily: dict[DailyKey, list[int]] = field(default_factory=dict)
     totals: dict[TotalKey, list[int]] = field(default_factory=dict)
     aliases: dict[AliasKey, int] = field(default_factory=dict)
+    # label, key, date, post id, publication, mentions
+    mentions: list[tuple[str, str, str, str, str, int]] = field(default_factory=list)
 
-    def add(self, publication: str, day: str, topics: Iterable[TopicCount]) -> None:
+    def add(
+        self, publication: str, day: str, topics: Iterable[TopicCount], post_id: str | None = None
+    ) -> None:
         for topic in topics:
+            if post_id is not None:
+                self.mentions.append(
+                    (topic.label, topic.key, day, post_id, publication, topic.count)
+                )
             daily = self.daily.setdefault((publication, topic.label, topic.key, day), [0, 0])
             daily[0] += 1
             daily[1] += topic.count

@@ -17,6 +17,7 @@ from entityflow.models import (
     PublicationSummary,
     StoredPost,
     TimelineQuery,
+    TopicCounts,
     TopicTotal,
     WriteResult,
 )
@@ -106,6 +107,11 @@ class Store(Protocol):
 
     async def topic_daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
         """One topic's counts per (publication, date), as daily_counts."""
+        ...
+
+    async def topic_counts(self, query: EntityQuery) -> TopicCounts:
+        """Every topic's counts per publication under the query's filters (no limit, no
+        sort), with its aliases: what entity_counts is for entities."""
         ...
 
     async def topics_version(self) -> str | None:

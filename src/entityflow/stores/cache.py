@@ -3,7 +3,7 @@
 On Firestore a dashboard view reads hundreds of counter documents; many people looking at the
 same view, or one browser refreshing, would pay that each time. `ReadCache` wraps a store and
 keeps the answers of `publications`, `top_entities`, `daily_counts`, `entity_counts`,
-`publication_days`, `display_texts` and `search_entities` for `ttl` seconds
+`publication_days`, `display_texts`, `search_entities` and the topic reads for `ttl` seconds
 (ENTITYFLOW_READ_CACHE_SECONDS), keyed by the query, least recently used out first once the
 answers kept pass `max_bytes` (ENTITYFLOW_READ_CACHE_MIB, estimated from their text). The
 same read asked for again while it is in flight waits for that one answer instead of
@@ -31,6 +31,7 @@ from entityflow.models import (
     PublicationSummary,
     StoredPost,
     TimelineQuery,
+    TopicCounts,
     TopicTotal,
     WriteResult,
 )
@@ -124,6 +125,12 @@ class ReadCache:
         return await self._cached(
             ("topic daily", query), lambda: self.inner.topic_daily_counts(query)
         )
+
+    async def topic_counts(self, query: EntityQuery) -> TopicCounts:
+        async def read() -> list[TopicCounts]:
+            return [await self.inner.topic_counts(query)]
+
+        return (await self._cached(("topic counts", query), read))[0]
 
     async def topics_version(self) -> str | None:
         return await self.inner.topics_version()

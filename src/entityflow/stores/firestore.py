@@ -36,6 +36,7 @@ from entityflow.models import (
     PublicationSummary,
     StoredPost,
     TimelineQuery,
+    TopicCounts,
     TopicTotal,
     WriteResult,
 )
@@ -201,6 +202,9 @@ class FirestoreStore:
 
     async def topic_daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
         return await firestore_topics.daily_counts(self, query)
+
+    async def topic_counts(self, query: EntityQuery) -> TopicCounts:
+        return await firestore_topics.topic_counts(self, query)
 
     async def topics_version(self) -> str | None:
         return await firestore_topics.version(self)

@@ -4,7 +4,8 @@
 - Posts per publication and day live in each publication summary document (map `days`).
 - The posts behind a count: post documents carry `entity_ids` ("LABEL:key"), queried with
   array-contains under the composite index (entity_ids CONTAINS, publication ASC, date DESC,
-  id DESC); one page costs limit + 1 document reads.
+  id DESC); one page costs limit + 1 document reads. Topics the same, on `topic_ids`
+  (written with the post, rewritten by `entityflow topics recount`).
 """
 
 from __future__ import annotations
@@ -72,8 +73,9 @@ async def publication_days(
 
 async def posts_mentioning(store: FirestoreStore, query: PostsQuery) -> PostsPage:
     wanted = entity_id(query.label, query.key)
+    ids = "topic_ids" if query.kind == "topics" else "entity_ids"
     found: Any = store._db.collection(POSTS).where(
-        filter=firestore.FieldFilter("entity_ids", "array_contains", wanted)
+        filter=firestore.FieldFilter(ids, "array_contains", wanted)
     )
     publications = list(dict.fromkeys(query.publications))
     if len(publications) == 1:
@@ -87,7 +89,8 @@ async def posts_mentioning(store: FirestoreStore, query: PostsQuery) -> PostsPag
     found = found.order_by("date", direction="DESCENDING").order_by("id", direction="DESCENDING")
     if query.after:
         found = found.start_after({"date": query.after[0], "id": query.after[1]})
-    found = found.select(["id", "title", "url", "publication", "date", "entities"])
+    counted = "topics" if query.kind == "topics" else "entities"
+    found = found.select(["id", "title", "url", "publication", "date", counted])
     snapshots = await store._stream(found.limit(query.limit + 1))
     page = [_summary(s.to_dict() or {}, query) for s in snapshots[: query.limit]]
     more = len(snapshots) > query.limit
@@ -95,10 +98,9 @@ async def posts_mentioning(store: FirestoreStore, query: PostsQuery) -> PostsPag
 
 
 def _summary(data: dict[str, Any], query: PostsQuery) -> PostSummary:
+    counted = data.get("topics" if query.kind == "topics" else "entities") or []
     count = sum(
-        int(e["count"])
-        for e in data.get("entities", [])
-        if (e["label"], e["key"]) == (query.label, query.key)
+        int(e["count"]) for e in counted if (e["label"], e["key"]) == (query.label, query.key)
     )
     return PostSummary(
         data["id"], data.get("title"), data.get("url"), data["publication"], data["date"], count

@@ -19,8 +19,10 @@ from entityflow.models import (
     EntityCount,
     EntityQuery,
     ProcessedPost,
+    PublicationEntityCount,
     TimelineQuery,
     TopicCount,
+    TopicCounts,
     TopicTotal,
 )
 from entityflow.stores import firestore_counts
@@ -41,7 +43,17 @@ Counters = dict[tuple[str, str, str], dict[str, Any]]
 
 
 def post_fields(processed: ProcessedPost) -> dict[str, Any]:
-    return {"topics": topic_maps(processed.topics), "topics_version": processed.topics_version}
+    return topic_fields(processed.topics, processed.topics_version)
+
+
+def topic_fields(topics: Sequence[TopicCount], version: str) -> dict[str, Any]:
+    """A post document's topic fields; `topic_ids` ("LABEL:key") is what its story lists
+    query (firestore_reads.posts_mentioning), as `entity_ids` is for entities."""
+    return {
+        "topics": topic_maps(topics),
+        "topics_version": version,
+        "topic_ids": sorted({f"{t.label}:{t.key}" for t in topics}),
+    }
 
 
 def topic_maps(topics: Sequence[TopicCount]) -> list[dict[str, Any]]:
@@ -111,24 +123,37 @@ def add_fields(counters: Counters, added: TopicIncrements, encode: Any, wrap: An
 
 
 async def top_topics(store: FirestoreStore, query: EntityQuery) -> list[TopicTotal]:
+    found = await topic_counts(store, query)
     sums: dict[tuple[str, str], list[int]] = {}
+    for count in found.counts:
+        total = sums.setdefault((count.label, count.key), [0, 0])
+        total[0] += count.posts
+        total[1] += count.mentions
+    ranked = rank(sums, query)
+    wanted = [alias for topic, _, _ in ranked for alias in found.aliases.get(topic, {})]
+    texts = await store.display_texts(list(dict.fromkeys(wanted)))
+    return assemble(ranked, found.aliases, lambda entity: texts.get(entity, entity[1]))
+
+
+async def topic_counts(store: FirestoreStore, query: EntityQuery) -> TopicCounts:
+    """Each publication's topic counts and every topic's aliases, from the topic maps of the
+    counter documents the query needs (top topics, Compare and search read them)."""
+    sums: dict[tuple[str, str, str], list[int]] = {}
     aliases: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
     for snapshot in await firestore_counts.counter_snapshots(store, query):
         data = snapshot.to_dict() or {}
         label, mentions, members = data["label"], data.get("tm", {}), data.get("ta", {})
         for field, posts in data.get("tp", {}).items():
-            topic = (label, decode(field))
-            total = sums.setdefault(topic, [0, 0])
+            key = decode(field)
+            total = sums.setdefault((data["publication"], label, key), [0, 0])
             total[0] += posts
             total[1] += mentions[field]
-            found = aliases.setdefault(topic, {})
+            found = aliases.setdefault((label, key), {})
             for alias_field, n in members.get(field, {}).items():
                 a_label, _, a_key = decode(alias_field).partition(":")
                 found[a_label, a_key] = found.get((a_label, a_key), 0) + n
-    ranked = rank(sums, query)
-    wanted = [alias for topic, _, _ in ranked for alias in aliases.get(topic, {})]
-    texts = await store.display_texts(list(dict.fromkeys(wanted)))
-    return assemble(ranked, aliases, lambda entity: texts.get(entity, entity[1]))
+    counts = [PublicationEntityCount(*topic, *n) for topic, n in sorted(sums.items())]
+    return TopicCounts(counts, aliases)
 
 
 async def daily_counts(store: FirestoreStore, query: TimelineQuery) -> list[DailyCount]:
@@ -164,8 +189,7 @@ async def recount(store: FirestoreStore, rule: TopicRule, progress: Progress) ->
             )
             topics = resolve(entities, data["publication"], rule)
             added.add(data["publication"], data["date"], topics)
-            fields = {"topics": topic_maps(topics), "topics_version": rule.version}
-            writes.append((snapshot.reference, fields, None))
+            writes.append((snapshot.reference, topic_fields(topics, rule.version), None))
         await _flush(store, writes)
         seen += len(page)
         progress(len(page), None)

@@ -19,6 +19,7 @@ from entityflow.models import (
     PublicationSummary,
     StoredPost,
     TimelineQuery,
+    TopicCounts,
     TopicTotal,
     WriteResult,
 )
@@ -144,10 +145,10 @@ class MemoryStore:
                 continue
             if query.after and (post.date, post.id) >= query.after:
                 continue
-            count = sum(
-                e.count for e in post.entities if (e.label, e.key) == (query.label, query.key)
-            )
-            if any((e.label, e.key) == (query.label, query.key) for e in post.entities):
+            counted = post.topics if query.kind == "topics" else post.entities
+            matching = [c.count for c in counted if (c.label, c.key) == (query.label, query.key)]
+            count = sum(matching)
+            if matching:
                 found.append(
                     PostSummary(post.id, post.title, post.url, post.publication, post.date, count)
                 )
@@ -195,6 +196,22 @@ class MemoryStore:
 
     async def topic_daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
         return _daily_counts(self.counts.topics.daily, query)
+
+    async def topic_counts(self, query: EntityQuery) -> TopicCounts:
+        keep = _wanted(query.publications, query.labels, query.since, query.until)
+        sums: dict[tuple[str, str, str], list[int]] = {}
+        for (publication, label, key, day), (posts, mentions) in self.counts.topics.daily.items():
+            if keep(publication, label, day):
+                total = sums.setdefault((publication, label, key), [0, 0])
+                total[0] += posts
+                total[1] += mentions
+        aliases: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
+        for (pub, label, key, day, a, b), mentions in self.counts.topics.aliases.items():
+            if keep(pub, label, day):
+                members = aliases.setdefault((label, key), {})
+                members[a, b] = members.get((a, b), 0) + mentions
+        counts = [PublicationEntityCount(*topic, *n) for topic, n in sorted(sums.items())]
+        return TopicCounts(counts, aliases)
 
     async def topics_version(self) -> str | None:
         return self.version

@@ -31,6 +31,7 @@ from entityflow.models import (
     PublicationSummary,
     StoredPost,
     TimelineQuery,
+    TopicCounts,
     TopicTotal,
     WriteResult,
 )
@@ -188,6 +189,9 @@ class SQLiteStore:
 
     async def topic_daily_counts(self, query: TimelineQuery) -> list[DailyCount]:
         return await self._on(self._readers, lambda db: sqlite_topics.daily_counts(db, query))
+
+    async def topic_counts(self, query: EntityQuery) -> TopicCounts:
+        return await self._on(self._readers, lambda db: sqlite_topics.topic_counts(db, query))
 
     async def topics_version(self) -> str | None:
         return await self._on(self._readers, sqlite_topics.version)

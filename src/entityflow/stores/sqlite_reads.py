@@ -126,6 +126,8 @@ def publication_days(
 
 
 def posts_mentioning(db: sqlite3.Connection, query: PostsQuery) -> PostsPage:
+    """From `mentions`, or for topics from `topic_mentions` (sqlite_topics), of one layout."""
+    table = "topic_mentions" if query.kind == "topics" else "mentions"
     where = ["m.label = ?", "m.key = ?"]
     params: list[Any] = [query.label, query.key]
     add_filters(where, params, query.publications, query.since, query.until, prefix="m.")
@@ -134,7 +136,7 @@ def posts_mentioning(db: sqlite3.Connection, query: PostsQuery) -> PostsPage:
         params.extend([query.after[0], query.after[0], query.after[1]])
     rows = db.execute(
         "SELECT m.post_id, p.title, p.url, m.publication, m.date, m.count"
-        " FROM mentions AS m JOIN posts AS p ON p.id = m.post_id"
+        f" FROM {table} AS m JOIN posts AS p ON p.id = m.post_id"
         f" WHERE {' AND '.join(where)} ORDER BY m.date DESC, m.post_id DESC LIMIT ?",
         [*params, query.limit + 1],
     ).fetchall()

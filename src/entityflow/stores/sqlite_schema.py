@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from entityflow.stores import sqlite_reads, sqlite_rollups, sqlite_topics
@@ -10,7 +11,7 @@ from entityflow.stores.base import StoreError
 from entityflow.stores.sqlite_db import transaction
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records how far we are.
-MIGRATIONS: tuple[str, ...] = (
+MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     """
     CREATE TABLE posts (
         id TEXT PRIMARY KEY,
@@ -47,6 +48,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     sqlite_rollups.MIGRATION,
     sqlite_reads.STORIES_MIGRATION,
+    sqlite_topics.migrate_topic_mentions,
 )
 
 
@@ -71,7 +73,10 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
             db.execute(f"PRAGMA user_version = {version + 1}")
 
 
-def _run(db: sqlite3.Connection, script: str) -> None:
+def _run(db: sqlite3.Connection, script: str | Callable[[sqlite3.Connection], None]) -> None:
+    if callable(script):
+        script(db)
+        return
     for statement in script.split(";"):
         if statement.strip():
             db.execute(statement)

@@ -15,8 +15,10 @@ from entityflow.models import (
     DailyCount,
     EntityCount,
     EntityQuery,
+    PublicationEntityCount,
     StoredPost,
     TimelineQuery,
+    TopicCounts,
     TopicTotal,
 )
 from entityflow.stores.aggregate import TopicIncrements, pick_display_text
@@ -48,6 +50,24 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
 )
 POST_COLUMNS = (("topics", "BLOB"), ("topics_version", "TEXT"))
+# Schema version 4: which posts each topic counts, as `mentions` for entities (sqlite_reads).
+TOPIC_MENTIONS = (
+    """CREATE TABLE IF NOT EXISTS topic_mentions (
+        label TEXT NOT NULL, key TEXT NOT NULL, date TEXT NOT NULL, post_id TEXT NOT NULL,
+        publication TEXT NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (label, key, date, post_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS topic_mentions_by_publication"
+    " ON topic_mentions (label, key, publication, date, post_id)",
+    "DELETE FROM topic_mentions",
+    # A post's topics are rows [label, key, name, count, aliases] (topic_rows.topics_to_rows).
+    """INSERT INTO topic_mentions
+        SELECT json_extract(t.value, '$[0]'), json_extract(t.value, '$[1]'), p.date, p.id,
+               p.publication, SUM(json_extract(t.value, '$[3]'))
+        FROM posts AS p, json_each(CAST(p.topics AS TEXT)) AS t
+        WHERE p.topics IS NOT NULL
+        GROUP BY 1, 2, 3, 4""",
+)
 
 
 def ensure_schema(db: sqlite3.Connection) -> None:
@@ -58,6 +78,14 @@ def ensure_schema(db: sqlite3.Connection) -> None:
     for name, kind in POST_COLUMNS:
         if name not in columns:
             db.execute(f"ALTER TABLE posts ADD COLUMN {name} {kind}")
+
+
+def migrate_topic_mentions(db: sqlite3.Connection) -> None:
+    """Schema version 4, from the topics stored with each post (the topic columns are added
+    first: a database older than topics has none, and its posts then have no topics yet)."""
+    ensure_schema(db)
+    for statement in TOPIC_MENTIONS:
+        db.execute(statement)
 
 
 def topics_blob(topics: Sequence[Any]) -> bytes:
@@ -77,6 +105,11 @@ def add(db: sqlite3.Connection, added: TopicIncrements, versions: set[str]) -> N
                 added.aliases.items()
             )
         ],
+    )
+    db.executemany(
+        "INSERT INTO topic_mentions VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT DO UPDATE SET count = count + excluded.count",
+        added.mentions,
     )
     for version in sorted(versions)[-1:]:
         db.execute("INSERT OR REPLACE INTO meta VALUES ('topics_version', ?)", (version,))
@@ -130,6 +163,31 @@ def top_topics(db: sqlite3.Connection, query: EntityQuery) -> list[TopicTotal]:
     return assemble(ranked, aliases, text_of)
 
 
+def topic_counts(db: sqlite3.Connection, query: EntityQuery) -> TopicCounts:
+    where: list[str] = []
+    params: list[Any] = []
+    if query.labels:
+        where.append(f"label IN ({','.join('?' * len(query.labels))})")
+        params.extend(query.labels)
+    add_filters(where, params, query.publications, query.since, query.until)
+    filters = f" WHERE {' AND '.join(where)}" if where else ""
+    table = "topic_daily" if query.since or query.until else "topic_totals"
+    rows = db.execute(
+        f"SELECT publication, label, key, SUM(posts), SUM(mentions) FROM {table}{filters}"
+        " GROUP BY publication, label, key ORDER BY publication, label, key",
+        params,
+    )
+    counts = [PublicationEntityCount(*row) for row in rows]
+    aliases: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
+    for label, key, a_label, a_key, mentions in db.execute(
+        f"SELECT label, key, alias_label, alias_key, SUM(mentions) FROM topic_aliases{filters}"
+        " GROUP BY label, key, alias_label, alias_key",
+        params,
+    ):
+        aliases.setdefault((label, key), {})[a_label, a_key] = mentions
+    return TopicCounts(counts, aliases)
+
+
 def daily_counts(db: sqlite3.Connection, query: TimelineQuery) -> list[DailyCount]:
     where, params = ["label = ?", "key = ?"], [query.label, query.key]
     add_filters(where, params, query.publications, query.since, query.until)
@@ -144,7 +202,7 @@ def daily_counts(db: sqlite3.Connection, query: TimelineQuery) -> list[DailyCoun
 def recount(db: sqlite3.Connection, rule: TopicRule, progress: Callable[[int], None]) -> int:
     """Every topic count again from the stored per-post entities, inside the caller's
     transaction; `progress` is told how many posts each step did. Returns the posts seen."""
-    for table in ("topic_daily", "topic_totals", "topic_aliases"):
+    for table in ("topic_daily", "topic_totals", "topic_aliases", "topic_mentions"):
         db.execute(f"DELETE FROM {table}")
     added = TopicIncrements()
     seen = 0
@@ -159,7 +217,7 @@ def recount(db: sqlite3.Connection, rule: TopicRule, progress: Callable[[int], N
         for post_id, publication, day, blob in rows:
             entities = tuple(EntityCount(*item) for item in orjson.loads(blob))
             topics = resolve(entities, publication, rule)
-            added.add(publication, day, topics)
+            added.add(publication, day, topics, post_id)
             updates.append((topics_blob(topics), rule.version, post_id))
         db.executemany("UPDATE posts SET topics = ?, topics_version = ? WHERE id = ?", updates)
         seen += len(rows)

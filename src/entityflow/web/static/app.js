@@ -5,7 +5,7 @@
 import { h } from "./lib/common.js";
 import { BUILDERS, route } from "./lib/frame.js";
 import { entityHref, readState, stateQuery } from "./lib/state.js";
-import { resolveEntity, suggest } from "./lib/find.js";
+import { kindNow, resolveEntity, suggest } from "./lib/find.js";
 import { buildOverview } from "./views/overview.js";
 import { buildPublication } from "./views/publication.js";
 import { buildCompare } from "./views/compare.js";
@@ -17,7 +17,8 @@ Object.assign(BUILDERS, {
   posts: buildPosts,
 });
 
-/** "Find an entity" in the header: from any view, whatever kind, to its Entity view. */
+/** "Find an entity" in the header: from any view, whatever kind, to its Entity view; a topic
+ * when the page shows topics, a raw entity when it shows them "as spaCy found them". */
 function headerSearch() {
   const list = h("datalist", { id: "find-names" });
   const input = h("input", {
@@ -30,14 +31,14 @@ function headerSearch() {
     event.preventDefault();
     const text = input.value.trim();
     if (!text) return;
+    const kind = kindNow();
     let found = null;
     try {
-      found = await resolveEntity(text, null);
+      found = await resolveEntity(text, null, kind);
     } catch {
       found = null; // The Entity view shows the problem itself.
     }
-    // The search finds entities: their view is on raw entities, as spaCy found them.
-    const href = found ? entityHref(found, [], "entities")
+    const href = found ? entityHref(found, [], kind)
       : stateQuery({ ...readState(location.search), view: "entity", labels: ["PERSON"], key: text });
     input.value = "";
     history.pushState(null, "", href);

@@ -126,8 +126,8 @@ export function toolbar(...buttons) {
 }
 
 /** Horizontal bars: one row per entity or topic, the bar drawn in CSS, both counts in words;
- * the ranking measure is the bold one. On entities the posts count opens the posts behind
- * it (a story list is one entity's: a topic's count gathers several, so it is not linked). */
+ * the ranking measure is the bold one. The posts count opens the posts behind it: those that
+ * mention the entity, or for a topic those whose topics include it (through any alias). */
 export function bars(entities, measure, caption, publications, as, aliasesNode, range) {
   const max = Math.max(1, ...entities.map((e) => e[measure]));
   const lead = (name) => (name === measure ? `${name} lead` : name);
@@ -139,12 +139,10 @@ export function bars(entities, measure, caption, publications, as, aliasesNode, 
       h("span", { class: "bar", "aria-hidden": "true" },
         h("span", { style: `width:${(100 * e[measure]) / max}%` })),
       h("span", { class: "value" },
-        as === "entities"
-          ? h("a", {
-            href: postsHref(e, publications, range && range.since, range && range.until),
-            "data-nav": true, class: "stories", title: `The posts that mention ${e.text}`,
-          }, numberNode(e.posts, lead("posts")), e.posts === 1 ? " post" : " posts")
-          : h("span", {}, numberNode(e.posts, lead("posts")), e.posts === 1 ? " post" : " posts"),
+        h("a", {
+          href: postsHref(e, publications, range && range.since, range && range.until, as),
+          "data-nav": true, class: "stories", title: `The posts that mention ${e.text}`,
+        }, numberNode(e.posts, lead("posts")), e.posts === 1 ? " post" : " posts"),
         " · ",
         numberNode(e.mentions, lead("mentions")), e.mentions === 1 ? " mention" : " mentions"),
       aliasesNode ? aliasesNode(e) : null)));

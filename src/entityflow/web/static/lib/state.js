@@ -74,10 +74,12 @@ export function entityHref(entity, publications, as) {
   });
 }
 
-/** The story list behind a count: the posts that mention `entity` under the same filters. */
-export function postsHref(entity, publications, since, until) {
+/** The story list behind a count: the posts that mention `entity` (a topic unless `as` is
+ * "entities") under the same filters. */
+export function postsHref(entity, publications, since, until, as) {
   return stateQuery({
     view: "posts", labels: [entity.label], key: entity.key, publications: publications || [],
     since: since || "", until: until || "", interval: "week", sort: "posts", limit: 20,
+    as: as || "topics",
   });
 }

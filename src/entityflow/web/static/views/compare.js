@@ -1,5 +1,6 @@
-// Compare: each entity's share of each publication's posts, computed by the service over
-// every entity (GET /v1/compare), shared and distinctive, over a date range.
+// Compare: each topic's (or entity's) share of each publication's posts, computed by the
+// service over every one (GET /v1/compare, kind=topics or entities), shared and distinctive,
+// over a date range.
 
 import {
   number, percent, points, h, percentNode, pct, labelName, say, formatDate,
@@ -13,9 +14,10 @@ import {
   rangeText,
 } from "../lib/controls.js";
 import { showSwitch } from "../lib/topics.js";
-import { topicCompare } from "./compare_topics.js";
 
 const MOST = 10;
+const kindOf = (state) => (state.as === "entities" ? "entities" : "topics");
+const noun = (state) => (state.as === "entities" ? "entity" : "topic");
 const DAY = 86400000;
 
 export async function buildCompare(view, state) {
@@ -32,7 +34,7 @@ export async function buildCompare(view, state) {
   setUrl(state, true);
   view.append(heading("Compare publications",
     `Pick two to ${MOST}. A share is the share of a publication's posts in the date range that ` +
-    "mention an entity, counted over every entity. Distinctive: ranked by the publication's " +
+    "mention a topic (or an entity), counted over every one. Distinctive: ranked by the publication's " +
     "share minus the mean of the others' shares (in percentage points). Shared: mentioned by " +
     "all, ranked by the smallest of their shares."));
 
@@ -43,9 +45,8 @@ export async function buildCompare(view, state) {
       return [emptyNode(`Pick two to ${MOST} publications`,
         `${names.length} ${names.length === 1 ? "is" : "are"} ticked.`)];
     }
-    if (state.as !== "entities") return topicCompare(state, names, publications);
     const entries = [["publication", names], ["label", state.labels], ["since", state.since],
-      ["until", state.until], ["limit", state.limit]];
+      ["until", state.until], ["limit", state.limit], ["kind", kindOf(state)]];
     const [distinctive, shared] = await Promise.all([
       api("compare", params([...entries, ["sort", "distinctive"]])),
       api("compare", params([...entries, ["sort", "shared"]])),
@@ -68,7 +69,7 @@ export async function buildCompare(view, state) {
         h("p", { class: "sub" }, `${number.format(p.posts)} posts ${rangeText(state)}. ` +
           "Its share vs the others' mean share."),
         list.length ? distinctiveBars(list, p.name, names, state)
-          : emptyNode("Nothing distinctive", "No entity has a larger share here than in the others."));
+          : emptyNode("Nothing distinctive", `No ${noun(state)} has a larger share here than in the others.`));
       })),
     ];
   });
@@ -116,7 +117,7 @@ function overlapWarning(chosen, state) {
 function countLink(e, name, state) {
   const n = e.posts[name];
   return h("a", {
-    href: postsHref(e, [name], state.since, state.until), "data-nav": true, class: "of stories",
+    href: postsHref(e, [name], state.since, state.until, state.as), "data-nav": true, class: "of stories",
     title: `The posts of ${name} that mention ${e.text}`,
   }, `${number.format(n)} ${n === 1 ? "post" : "posts"}`);
 }
@@ -127,15 +128,16 @@ function sharedPanel(entities, chosen, state) {
     h("h2", { id: "shared-title" }, "Shared by all"),
     entities.length ? h("div", { class: "scroll" }, h("table", { class: "shared" },
       h("caption", { class: "visually-hidden" },
-        "Entities every chosen publication mentions, with the share of each one's posts"),
-      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Entity"),
+        `${state.as === "entities" ? "Entities" : "Topics"} every chosen publication mentions, ` +
+        "with the share of each one's posts"),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, state.as === "entities" ? "Entity" : "Topic"),
         names.map((name) => h("th", { scope: "col", class: "num" }, name)))),
       h("tbody", {}, entities.map((e) => h("tr", { "data-label": e.label, "data-key": e.key },
-        h("th", { scope: "row" }, h("a", { href: entityHref(e, names, "entities"), "data-nav": true }, e.text),
+        h("th", { scope: "row" }, h("a", { href: entityHref(e, names, state.as), "data-nav": true }, e.text),
           " ", h("span", { class: "chip" }, labelName(e.label))),
         names.map((name) => h("td", { class: "num" }, percentNode(e.share[name]), " ",
           countLink(e, name, state))))))))
-      : emptyNode("Nothing shared", "No entity of these kinds is mentioned by all of them."));
+      : emptyNode("Nothing shared", `No ${noun(state)} of these kinds is mentioned by all of them.`));
 }
 
 /** Bars of the ranking measure: the publication's share minus the others' mean share. */
@@ -145,7 +147,7 @@ function distinctiveBars(list, name, names, state) {
     const share = e.share[name];
     const others = share - e.lift;
     return h("li", { "data-label": e.label, "data-key": e.key },
-      h("span", { class: "who" }, h("a", { href: entityHref(e, names, "entities"), "data-nav": true, class: "name" },
+      h("span", { class: "who" }, h("a", { href: entityHref(e, names, state.as), "data-nav": true, class: "name" },
         e.text), h("span", { class: "chip" }, labelName(e.label))),
       h("span", { class: "bar", "aria-hidden": "true" }, h("span", { style: `width:${(100 * e.lift) / max}%` })),
       h("span", { class: "value" }, percentNode(share), " vs ",

@@ -120,8 +120,9 @@ export async function buildEntity(view, state) {
     next.labels = [labelSelect.value];
     next.key = state.key;
     if (typed && typed !== name) {
-      // Whatever kind is selected, the service finds the entity across every kind.
-      const found = await resolveEntity(typed, labelSelect.value);
+      // Whatever kind is selected, the service finds the topic (or entity) across every kind.
+      const found = await resolveEntity(typed, labelSelect.value,
+        next.as === "entities" ? "entities" : "topics");
       next.labels = [found ? found.label : labelSelect.value];
       next.key = found ? found.key : typed;
     }
@@ -149,12 +150,13 @@ export async function buildEntity(view, state) {
 }
 
 async function didYouMean(state, name) {
-  const found = (await findEntities(name, 5)).filter(
+  const kind = state.as === "entities" ? "entities" : "topics";
+  const found = (await findEntities(name, 5, kind)).filter(
     (e) => e.label !== state.labels[0] || e.key !== state.key);
   if (!found.length) return null;
   return h("div", { class: "notice", role: "note" }, h("h2", {}, "Did you mean"),
     h("ul", { class: "suggestions" }, found.map((e) => h("li", {},
-      h("a", { href: entityHref(e, state.publications), "data-nav": true }, e.text),
+      h("a", { href: entityHref(e, state.publications, kind), "data-nav": true }, e.text),
       ` (${labelName(e.label)}, ${number.format(e.posts)} ${e.posts === 1 ? "post" : "posts"})`))));
 }
 
@@ -209,7 +211,7 @@ async function timeline(body, state, name, entries, extra = []) {
       return h("li", { "data-publication": s.publication },
         h("div", { class: "multiple-head" }, h("strong", {}, s.publication),
           h("span", {}, s.posts ? h("a", {
-            href: postsHref({ label: body.label, key: body.key }, [s.publication], state.since, state.until),
+            href: postsHref({ label: body.label, key: body.key }, [s.publication], state.since, state.until, state.as),
             "data-nav": true, class: "stories",
           }, numberNode(s.posts, "total"), s.posts === 1 ? " post" : " posts")
             : h("span", {}, numberNode(s.posts, "total"), " posts"),
@@ -240,7 +242,7 @@ function numbersTable(body, series, axis, state, period) {
         series.map((s) => {
           const p = s.points[i];
           return h("td", { class: "num" }, p.posts ? h("a", {
-            href: postsHref({ label: body.label, key: body.key }, [s.publication], day, end(day)),
+            href: postsHref({ label: body.label, key: body.key }, [s.publication], day, end(day), state.as),
             "data-nav": true, class: "stories",
           }, numberNode(p.posts, "posts")) : numberNode(p.posts, "posts"),
           h("span", { class: "of" }, ` of ${number.format(p.published)} · `),

@@ -1,4 +1,5 @@
-// Stories: the posts behind a count, newest first, each linking to its article.
+// Stories: the posts behind a count, newest first, each linking to its article. On topics
+// (the default) the posts whose topics include it, through any of its forms.
 
 import { number, h, dateNode, labelName, say } from "../lib/common.js";
 import { csvButton } from "../lib/csv.js";
@@ -12,21 +13,22 @@ const PAGE = 20;
 export async function buildPosts(view, state) {
   setUrl(state, true);
   if (!state.key || !state.labels.length) {
-    view.append(heading("Stories"), emptyNode("Pick an entity",
+    view.append(heading("Stories"), emptyNode(state.as === "entities" ? "Pick an entity" : "Pick a topic",
       "Open the stories behind a count from any view: every number of posts links here."));
     return;
   }
   const label = state.labels[0];
-  const entries = [["label", label], ["key", state.key], ["publication", state.publications],
-    ["since", state.since], ["until", state.until]];
+  const kind = state.as === "entities" ? "entities" : "topics";
+  const entries = [["label", label], ["key", state.key], ["kind", kind],
+    ["publication", state.publications], ["since", state.since], ["until", state.until]];
   const first = await api("posts", params([...entries, ["limit", PAGE]]));
   const name = first.text || state.key;
   setTitle(name);
   const where = state.publications.length ? state.publications.join(", ") : "all publications";
   view.append(h("header", { class: "view-head" },
     h("h1", {}, `Posts that mention ${name}`),
-    h("p", { class: "sub" }, `${labelName(label)} · ${where} · ${rangeText(state)} · newest first. `,
-      h("a", { href: entityHref({ label, key: first.key }, state.publications), "data-nav": true },
+    h("p", { class: "sub" }, `${labelName(label)} ${kind === "topics" ? "(every form of it)" : "(as spaCy found it)"} · ${where} · ${rangeText(state)} · newest first. `,
+      h("a", { href: entityHref({ label, key: first.key }, state.publications, kind), "data-nav": true },
         `${name} over time`))));
   if (!first.posts.length) {
     view.append(emptyNode("No posts", `No post mentions ${name} ${rangeText(state)}` +
