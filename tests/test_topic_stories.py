@@ -34,8 +34,6 @@ from tests import topic_oracle
 from tests.oracle import Expected
 from tests.test_topic_stores import BLOCK, MERGE, RULES
 
-__all__ = ["store"]  # memory, SQLite and the Firestore emulator (tests/test_topic_stores.py)
-
 Topic = tuple[str, str]
 WINDOWS = ((None, None), ("2017-01-01", "2017-02-10"))
 
