@@ -97,7 +97,9 @@ async def list_publications(request: web.Request) -> web.Response:
     )
 
 
-async def top_entities(request: web.Request) -> web.StreamResponse:
+async def top_query(request: web.Request) -> tuple[EntitiesQuery, EntityQuery]:
+    """The checked parameters of a top list (entities or topics) and the store's query, its
+    dates bounded on a store that bills reads."""
     require_read_access(request)
     params = parse_query(request, EntitiesQuery)
     _check_range(params.since, params.until)
@@ -111,6 +113,11 @@ async def top_entities(request: web.Request) -> web.StreamResponse:
         limit=params.limit,
         sort=params.sort,
     )
+    return params, query
+
+
+async def top_entities(request: web.Request) -> web.StreamResponse:
+    params, query = await top_query(request)
     entities = await request.app[STORE].top_entities(query)
     answer = Entities(
         entities=[

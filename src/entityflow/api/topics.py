@@ -6,8 +6,7 @@ from aiohttp import web
 
 from entityflow.api import csvout
 from entityflow.api.edge import STORE, parse_query, require_read_access, respond
-from entityflow.api.reads import _check_range, _known, _window
-from entityflow.api.schemas import EntitiesQuery
+from entityflow.api.reads import top_query
 from entityflow.api.topic_schemas import (
     Suggestions,
     SuggestionsQuery,
@@ -22,19 +21,7 @@ TOPIC_COLUMNS = ("name", "label", "key", "posts", "mentions", "aliases")
 
 
 async def top_topics(request: web.Request) -> web.StreamResponse:
-    require_read_access(request)
-    params = parse_query(request, EntitiesQuery)
-    _check_range(params.since, params.until)
-    publications = await _known(request, params.publication)
-    window = await _window(request, publications, params.since, params.until)
-    query = EntityQuery(
-        publications=publications,
-        labels=tuple(params.label),
-        since=window.since,
-        until=window.until,
-        limit=params.limit,
-        sort=params.sort,
-    )
+    params, query = await top_query(request)
     found = await request.app[STORE].top_topics(query)
     answer = Topics(
         topics=[

@@ -22,7 +22,11 @@ async function downloadCsv(path, entries) {
   }
   const disposition = response.headers.get("Content-Disposition") || "";
   const filename = (/filename="([^"]+)"/.exec(disposition) || [])[1] || "entityflow.csv";
-  const blob = await response.blob();
+  save(await response.blob(), filename);
+}
+
+/** Hands `blob` to the browser as a download named `filename`. */
+function save(blob, filename) {
   const url = URL.createObjectURL(blob);
   const link = h("a", { href: url, download: filename, hidden: true });
   document.body.append(link);
@@ -49,19 +53,13 @@ function csvCell(value) {
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
-/** A table made here as CSV (the publications list; Compare on topics), in the API's form:
+/** A table made here as CSV (the publications list), in the API's form:
  * a byte-order mark, CRLF line ends, no cell that starts a formula. */
-export function localCsvButton(text, filename, columns, rows) {
+function localCsvButton(text, filename, columns, rows) {
   const onclick = () => {
     const lines = [columns, ...rows].map((row) => row.map(csvCell).join(","));
     const body = "\ufeff" + lines.join("\r\n") + "\r\n";
-    const url = URL.createObjectURL(new Blob([body], { type: "text/csv;charset=utf-8" }));
-    const link = h("a", { href: url, download: filename, hidden: true });
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10000);
-    say(`Downloaded ${filename}`);
+    save(new Blob([body], { type: "text/csv;charset=utf-8" }), filename);
   };
   return h("button", { type: "button", class: "csv", onclick }, text);
 }
