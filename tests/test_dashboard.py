@@ -676,6 +676,17 @@ async def test_protected_reads_ask_for_the_key_once_per_tab(
 # Stories, search, typed dates, titles
 
 
+async def show_every_story(page: Page) -> None:
+    """Press "Show more" until the story list holds every page."""
+    more = page.get_by_role("button", name="Show more")
+    while await more.is_visible():
+        count = await page.locator(".story-list li").count()
+        await more.click()
+        await page.wait_for_function(
+            f"() => document.querySelectorAll('.story-list li').length > {count}"
+        )
+
+
 async def test_every_count_opens_its_stories(seeded: Service, open_tab: OpenTab) -> None:
     # A story list is one entity's: the counts of raw entities link to theirs.
     tab = await open_tab(seeded.url + "/?as=entities")
@@ -691,13 +702,7 @@ async def test_every_count_opens_its_stories(seeded: Service, open_tab: OpenTab)
     params = {"label": first["label"], "key": first["key"], "limit": "1000"}
     want = (await seeded.get_json("/v1/posts", params=params))["posts"]
     assert len(want) == first["posts"] > 20
-    more = page.get_by_role("button", name="Show more")
-    while await more.is_visible():
-        count = await page.locator(".story-list li").count()
-        await more.click()
-        await page.wait_for_function(
-            f"() => document.querySelectorAll('.story-list li').length > {count}"
-        )
+    await show_every_story(page)
     shown = await page.locator(".story-list li").evaluate_all(
         "items => items.map(li => [li.dataset.id, li.querySelector('a.story').href,"
         " li.querySelector('a.story').textContent])"
@@ -747,13 +752,7 @@ async def test_a_topic_count_opens_its_stories(seeded: Service, open_tab: OpenTa
     # More posts than the topic's key as an entity: its other forms count too.
     as_entity = (await seeded.get_json("/v1/posts", params=params))["posts"]
     assert {p["id"] for p in as_entity} < {p["id"] for p in want}
-    more = page.get_by_role("button", name="Show more")
-    while await more.is_visible():
-        count = await page.locator(".story-list li").count()
-        await more.click()
-        await page.wait_for_function(
-            f"() => document.querySelectorAll('.story-list li').length > {count}"
-        )
+    await show_every_story(page)
     shown = await page.locator(".story-list li").evaluate_all(
         "items => items.map(li => [li.dataset.id, li.querySelector('a.story').href])"
     )

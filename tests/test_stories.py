@@ -74,6 +74,20 @@ def lifts(shares: dict[str, dict[tuple[str, str], float]], name: str) -> dict[An
 WINDOWS = ((None, None), ("2017-01-01", "2017-02-28"))
 
 
+async def every_page(svc: Service, **params: Any) -> tuple[list[dict[str, Any]], int]:
+    """All posts of GET /v1/posts, page after page by its cursor, and how many pages."""
+    got: list[dict[str, Any]] = []
+    cursor, pages = None, 0
+    while True:
+        data = await svc.get_json("/v1/posts", params=query(**params, cursor=cursor))
+        assert data["kind"] == params.get("kind", "entities") and data["text"]
+        got += data["posts"]
+        pages += 1
+        cursor = data["next"]
+        if cursor is None:
+            return got, pages
+
+
 async def test_compare_shares_are_exact_over_every_entity(news: Service, oracle: Expected) -> None:
     names = sorted(oracle.totals)
     checked = beyond_top = 0
@@ -161,16 +175,8 @@ async def test_posts_behind_a_count_page_newest_first(
         busiest = max(counts, key=lambda entity: (counts[entity][0], entity))
         rare = min(counts, key=lambda entity: (counts[entity][0], entity))
         for label, key in (busiest, rare):
-            got: list[dict[str, Any]] = []
-            cursor = None
-            while True:
-                data = await news.get_json("/v1/posts", params=query(
-                    publication=name, label=label, key=key, limit=2, cursor=cursor))  # fmt: skip
-                got += data["posts"]
-                pages += 1
-                cursor = data["next"]
-                if cursor is None:
-                    break
+            got, read = await every_page(news, publication=name, label=label, key=key, limit=2)
+            pages += read
             want = sorted(
                 (
                     post_id

@@ -13,7 +13,16 @@ from entityflow.dataset import Article
 from tests import topic_oracle
 from tests.conftest import Service
 from tests.oracle import Expected
-from tests.test_stories import CHOSEN, WINDOWS, in_range, news, oracle, published, query
+from tests.test_stories import (
+    CHOSEN,
+    WINDOWS,
+    every_page,
+    in_range,
+    news,
+    oracle,
+    published,
+    query,
+)
 
 __all__ = ["news", "oracle"]  # the service holding 120 real articles, and their oracle
 
@@ -65,18 +74,10 @@ async def test_posts_behind_a_topic_page_newest_first(
         busiest = max(mentioned, key=lambda t: (mentioned[t], t))
         rare = min(mentioned, key=lambda t: (mentioned[t], t))
         for label, key in (busiest, rare):
-            got: list[dict[str, Any]] = []
-            cursor = None
-            while True:
-                data = await news.get_json("/v1/posts", params=query(
-                    publication=name, label=label, key=key, kind="topics", limit=2,
-                    cursor=cursor))  # fmt: skip
-                assert data["kind"] == "topics" and data["text"]
-                got += data["posts"]
-                pages += 1
-                cursor = data["next"]
-                if cursor is None:
-                    break
+            got, read = await every_page(
+                news, publication=name, label=label, key=key, kind="topics", limit=2
+            )
+            pages += read
             want = sorted(
                 (p for p, topics in per_post.items()
                  if oracle.publication_of[p] == name and (label, key) in topics),

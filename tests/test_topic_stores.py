@@ -3,7 +3,8 @@ articles' entities; `recount` under new rules, twice, on SQLite and the Firestor
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -118,11 +119,11 @@ async def test_topic_counts_equal_the_independent_recount(store: Store, real: An
     ]
 
 
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("firestore", marks=pytest.mark.firestore)])
-async def test_recount_under_new_rules_twice(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path, real: Any
-) -> None:
-    posts, expect = real
+@asynccontextmanager
+async def written(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, posts: list[ProcessedPost]
+) -> AsyncIterator[Store]:
+    """A SQLite file or the Firestore emulator, opened with `posts` written (recount tests)."""
     dsn = (
         f"sqlite:///{tmp_path / 'recount.db'}"
         if kind == "sqlite"
@@ -132,6 +133,17 @@ async def test_recount_under_new_rules_twice(
     await store.open()
     try:
         await store.write(posts)
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("firestore", marks=pytest.mark.firestore)])
+async def test_recount_under_new_rules_twice(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, real: Any
+) -> None:
+    posts, expect = real
+    async with written(kind, request, tmp_path, posts) as store:
         rule = TopicRule(parse_rules(RULES))
         seen: list[int] = []
         assert await store.recount_topics(rule, lambda n, _total: seen.append(n)) == len(posts)
@@ -160,8 +172,6 @@ async def test_recount_under_new_rules_twice(
         # And back to the shipped rule: the first counts again.
         await store.recount_topics(TopicRule(), lambda n, _total: None)
         await _check(store, expect)
-    finally:
-        await store.close()
 
 
 async def _dump(store: Store, ids: list[str]) -> Any:

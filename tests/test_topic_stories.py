@@ -32,7 +32,7 @@ from entityflow.topics import TopicRule, resolve
 from entityflow.topics_file import parse_rules
 from tests import topic_oracle
 from tests.oracle import Expected
-from tests.test_topic_stores import BLOCK, MERGE, RULES
+from tests.test_topic_stores import BLOCK, MERGE, RULES, written
 
 Topic = tuple[str, str]
 WINDOWS = ((None, None), ("2017-01-01", "2017-02-10"))
@@ -182,15 +182,7 @@ async def test_topic_story_lists_follow_a_recount(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path, titled: Any
 ) -> None:
     posts, expect, by_id = titled
-    dsn = (
-        f"sqlite:///{tmp_path / 'recount.db'}"
-        if kind == "sqlite"
-        else request.getfixturevalue("firestore").dsn
-    )
-    store = open_store(dsn, firestore_shards=3)
-    await store.open()
-    try:
-        await store.write(posts)
+    async with written(kind, request, tmp_path, posts) as store:
         rule = TopicRule(parse_rules(RULES))
         await store.recount_topics(rule, lambda n, _total: None)
         merged = [("PERSON", "donald trump"), ("EVENT", "brexit")]
@@ -216,8 +208,6 @@ async def test_topic_story_lists_follow_a_recount(
         assert await check_lists(store, expect, by_id, topics[:4], MERGE, BLOCK)
         await store.recount_topics(TopicRule(), lambda n, _total: None)
         assert await check_lists(store, expect, by_id, chosen_topics(expect)[:6])
-    finally:
-        await store.close()
 
 
 async def test_an_old_sqlite_database_gets_its_topic_stories(tmp_path: Path, titled: Any) -> None:
