@@ -21,7 +21,7 @@ from entityflow.api.edge import (
     respond,
 )
 from entityflow.api.schemas import Accepted, BatchAccepted
-from entityflow.models import MAX_BATCH, PostIn, PostRecord
+from entityflow.models import MAX_BATCH, Arrival, PostIn, PostRecord
 from entityflow.queries import problems
 
 T = TypeVar("T")
@@ -35,7 +35,7 @@ async def post_one(request: web.Request) -> web.Response:
     data = None if body.lstrip()[:1] == b"[" else _parse(body, max_items=1)
     if not isinstance(data, dict):
         raise ApiError(422, "validation_error", "the body must be a JSON object (one post)")
-    record, errors = _validate(request, data, datetime.now(UTC))
+    record, errors = _validate(data, _context(request), Arrival.of(datetime.now(UTC)))
     if record is None:
         request.app[METRICS].rejected.labels("invalid").inc()
         raise ApiError(422, "validation_error", "the post is invalid", errors)
@@ -63,7 +63,7 @@ async def post_batch(request: web.Request) -> web.Response:
             raise ApiError(422, "validation_error", "the body must be a JSON array of posts")
     if not items:
         raise ApiError(422, "validation_error", "the batch is empty")
-    now = datetime.now(UTC)
+    context, arrival = _context(request), Arrival.of(datetime.now(UTC))
     records: list[PostRecord] = []
     problems_found: list[dict[str, Any]] = []
     for index, item in enumerate(items):
@@ -72,7 +72,7 @@ async def post_batch(request: web.Request) -> web.Response:
                 {"index": index, "field": None, "message": "must be a JSON object"}
             )
             continue
-        record, errors = _validate(request, item, now)
+        record, errors = _validate(item, context, arrival)
         if record is None:
             problems_found.extend({"index": index, **error} for error in errors)
         else:
@@ -130,14 +130,17 @@ def _parse(body: bytes, *, max_items: int) -> Any:
         raise ApiError(error.status, error.code, error.message) from None
 
 
+def _context(request: web.Request) -> dict[str, Any]:
+    return {"max_content_chars": request.app[SETTINGS].max_content_chars}
+
+
 def _validate(
-    request: web.Request, data: dict[str, Any], now: datetime
+    data: dict[str, Any], context: dict[str, Any], arrival: Arrival
 ) -> tuple[PostRecord | None, list[dict[str, Any]]]:
-    context = {"max_content_chars": request.app[SETTINGS].max_content_chars}
     try:
         post = PostIn.model_validate(data, context=context)
     except ValidationError as error:
         return None, [
             {"field": field or None, "message": message} for field, message in problems(error)
         ]
-    return post.to_record(now), []
+    return post.to_record(arrival), []
