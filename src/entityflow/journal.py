@@ -290,11 +290,8 @@ class Journal:
         stop: _Stop | None = None
         while stop is None:
             batch = [self._requests.get()]
-            while True:
-                try:
-                    batch.append(self._requests.get_nowait())
-                except queue.Empty:
-                    break
+            while not self._requests.empty():  # this thread is the only reader
+                batch.append(self._requests.get_nowait())
             stop = next((item for item in batch if isinstance(item, _Stop)), None)
             self._handle(batch)
         os.close(self._fd)

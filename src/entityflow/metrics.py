@@ -30,6 +30,7 @@ class Metrics:
         self.dead_lettered = Counter(
             "entityflow_posts_dead_lettered", "Posts set aside after crashing workers.", registry=r
         )
+        # Set by the /metrics handler when scraped, not on every post.
         self.queue_depth = Gauge("entityflow_queue_depth", "Posts waiting for NLP.", registry=r)
         self.in_flight = Gauge(
             "entityflow_nlp_batches_in_flight", "Batches inside the worker pool.", registry=r

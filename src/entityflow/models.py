@@ -147,12 +147,14 @@ class Arrival:
 
     @classmethod
     def of(cls, moment: datetime) -> Arrival:
-        return cls(moment.isoformat(), moment.date().isoformat())
+        at = moment.isoformat()  # the year always has 4 digits: the date is the first 10
+        return cls(at, at[:10])
 
 
 def _utc_strings(moment: datetime) -> tuple[str, str]:
-    """(its UTC date, itself in ISO 8601) of a UTC datetime from `parse_published_at`."""
-    return moment.date().isoformat(), moment.isoformat()
+    """(its date, itself in ISO 8601) of a datetime from `parse_published_at` (UTC)."""
+    text = moment.isoformat()
+    return text[:10], text
 
 
 @dataclass(slots=True, frozen=True)
