@@ -2,9 +2,13 @@
 
 A batch stops at item `max_items` + 1 however long the body is: NDJSON is read from the
 socket line by line, a JSON array is cut into items one at a time (8 MiB of `{}` would be
-2.8 million dicts if parsed whole). orjson decides what each item is, so both forms accept
-exactly the JSON that a single post does. Reading a body has a deadline: a client that
-stops sending halfway gets 408 instead of holding a connection.
+2.8 million dicts if parsed whole). An array is parsed whole, in one orjson call, only when
+its commas and brackets leave room for at most `VALUES_PER_ITEM` values per allowed item:
+an ordinary batch is parsed once, a body of many tiny items is still cut. orjson decides
+what each item is, so every form accepts exactly the JSON that a single post does; when the
+quick way fails, the body is parsed again the careful way, which words the error. Reading a
+body has a deadline: a client that stops sending halfway gets 408 instead of holding a
+connection.
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ from aiohttp import StreamReader
 
 _BOUNDS = json.JSONDecoder()
 _SPACE = " \t\n\r"
+_SPACE_BYTES = _SPACE.encode()
+# A post has 7 fields (15 keys and values), and the commas of its text count too: 256 lets
+# a batch of 1,000 news articles be parsed whole, while the worst body parsed whole (128,000
+# `{}` items) stays near 10 MiB for a moment before it is refused.
+VALUES_PER_ITEM = 256
 
 
 class BodyError(Exception):
@@ -37,6 +46,11 @@ def too_many(max_items: int) -> BodyError:
 
 async def read_body(stream: StreamReader, max_bytes: int, timeout: float) -> bytes:
     """The whole body, 413 past `max_bytes`, 408 when it does not arrive within `timeout`."""
+    if stream.is_eof():  # all of it arrived with the request's head: nothing to wait for
+        body = stream.read_nowait()
+        if len(body) > max_bytes:
+            raise _too_large(max_bytes)
+        return body
     chunks: list[bytes] = []
     size = 0
 
@@ -95,7 +109,32 @@ async def read_ndjson(
 
 
 def parse_json(body: bytes, *, max_items: int) -> Any:
-    """A JSON body; an array is cut into items one by one and stops at item `max_items` + 1."""
+    """A JSON body; an array stops at item `max_items` + 1 (whole only when that is cheap)."""
+    start = len(body) - len(body.lstrip(_SPACE_BYTES))
+    array = body.startswith(b"[", start)
+    if not array or _few_values(body, max_items):
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass  # parsed again below, to say what is wrong in the words it always used
+        else:
+            if not array or len(data) <= max_items:
+                return data
+    return _cut(body, max_items=max_items)
+
+
+def _few_values(body: bytes, max_items: int) -> bool:
+    """Whether parsing `body` whole makes at most VALUES_PER_ITEM values per allowed item.
+
+    Each key, and each value but the first, follows a comma or an opening bracket or brace
+    (a value also follows its key), so twice their count bounds the values; commas inside
+    strings only loosen the bound. Counting costs a few passes of memchr speed."""
+    separators = body.count(b",") + body.count(b"{") + body.count(b"[")
+    return 2 * separators <= VALUES_PER_ITEM * max_items
+
+
+def _cut(body: bytes, *, max_items: int) -> Any:
+    """The careful way: the array is cut into items one by one, each parsed by orjson."""
     try:
         text = body.decode()
     except UnicodeDecodeError as error:
@@ -134,6 +173,10 @@ def _loads(text: str) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError as error:
         raise BodyError(400, "malformed_json", f"the body is not valid JSON: {error}") from None
+
+
+def _skip_space_bytes(body: bytes) -> int:
+    return len(body) - len(body.lstrip(b" \t\n\r"))
 
 
 def _skip_space(text: str, position: int) -> int:

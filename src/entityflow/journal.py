@@ -54,6 +54,9 @@ class _Append:
     future: asyncio.Future[None]
 
 
+_Failed = list[tuple[_Append, OSError]]
+
+
 @dataclass(slots=True)
 class _Done:
     data: bytes
@@ -285,11 +288,8 @@ class Journal:
         stop: _Stop | None = None
         while stop is None:
             batch = [self._requests.get()]
-            while True:
-                try:
-                    batch.append(self._requests.get_nowait())
-                except queue.Empty:
-                    break
+            while not self._requests.empty():  # this thread is the only reader
+                batch.append(self._requests.get_nowait())
             stop = next((item for item in batch if isinstance(item, _Stop)), None)
             self._handle(batch)
         os.close(self._fd)
@@ -302,23 +302,7 @@ class Journal:
         if appends or marks:
             self._rotate_if_full()
         synced = self._offset
-        written: list[_Append] = []
-        failed: list[tuple[_Append, OSError]] = []
-        items: list[_Done | _Append] = [*marks, *appends]
-        for item in items:
-            try:
-                self._write_all(item.data)
-                self._offset += len(item.data)
-                if isinstance(item, _Append):
-                    written.append(item)
-            except OSError as error:
-                # Cut off whatever part of the record reached the file: a half record would
-                # end recovery early and hide every record appended after it.
-                self._truncate(self._offset)
-                if isinstance(item, _Append):
-                    failed.append((item, error))
-                else:
-                    log.debug("journal: a done record was not written: %s", error)
+        written, failed = self._write_items([*marks, *appends])
         if self._offset != synced:
             try:
                 os.fsync(self._fd)
@@ -335,7 +319,35 @@ class Journal:
             if isinstance(item, _Delete):
                 self._delete(item.numbers)
 
-    def _report(self, failed: list[tuple[_Append, OSError]], succeeded: bool) -> None:
+    def _write_items(self, items: list[_Done | _Append]) -> tuple[list[_Append], _Failed]:
+        """Write the group's records: in one call, or one by one if that fails."""
+        if len(items) > 1:
+            data = b"".join(item.data for item in items)
+            try:
+                self._write_all(data)
+                self._offset += len(data)
+                return [item for item in items if isinstance(item, _Append)], []
+            except OSError:
+                self._truncate(self._offset)  # then each record alone: those that fit are kept
+        written: list[_Append] = []
+        failed: _Failed = []
+        for item in items:
+            try:
+                self._write_all(item.data)
+                self._offset += len(item.data)
+                if isinstance(item, _Append):
+                    written.append(item)
+            except OSError as error:
+                # Cut off whatever part of the record reached the file: a half record would
+                # end recovery early and hide every record appended after it.
+                self._truncate(self._offset)
+                if isinstance(item, _Append):
+                    failed.append((item, error))
+                else:
+                    log.debug("journal: a done record was not written: %s", error)
+        return written, failed
+
+    def _report(self, failed: _Failed, succeeded: bool) -> None:
         """Log when appends start failing and when they work again, not every failure."""
         if failed and not self._failing:
             self._failing = True

@@ -29,6 +29,7 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        # Set by the /metrics handler when scraped, not on every post.
         self.queue_depth = Gauge("entityflow_queue_depth", "Posts waiting for NLP.", registry=r)
         self.queue_wait = Histogram(
             "entityflow_queue_wait_seconds",

@@ -59,8 +59,11 @@ def parse_published_at(value: Any) -> datetime | None:
         raise ValueError("falls outside the years 1 to 9999 once moved to UTC") from None
 
 
+_ANYTHING_BUT_BLANK = re.compile(NOT_BLANK)
+
+
 def _not_blank(value: str) -> str:
-    if not re.search(NOT_BLANK, value):
+    if not _ANYTHING_BUT_BLANK.search(value):
         raise ValueError("must not be empty or only whitespace")
     return value
 
@@ -114,19 +117,44 @@ class PostIn(BaseModel):
             raise ValueError(f"must be at most {limit} characters, not {len(value)}")
         return value
 
-    def to_record(self, accepted_at: datetime) -> PostRecord:
-        moment = self.published_at or accepted_at
+    def to_record(self, accepted_at: datetime | Arrival) -> PostRecord:
+        """The post as the pipeline keeps it, accepted at `accepted_at`."""
+        arrival = accepted_at if isinstance(accepted_at, Arrival) else Arrival.of(accepted_at)
+        published = self.published_at
+        if published is None:
+            day, published_text = arrival.date, None
+        else:
+            day, published_text = _utc_strings(published)
         return PostRecord(
-            id=self.id or derive_id(self.publication, self.content),
-            publication=self.publication,
-            content=self.content,
-            date=moment.date().isoformat(),
-            title=self.title,
-            url=self.url,
-            author=self.author,
-            published_at=self.published_at.isoformat() if self.published_at else None,
-            accepted_at=accepted_at.isoformat(),
+            self.id or derive_id(self.publication, self.content),
+            self.publication,
+            self.content,
+            day,
+            self.title,
+            self.url,
+            self.author,
+            published_text,
+            arrival.at,
         )
+
+
+@dataclass(slots=True, frozen=True)
+class Arrival:
+    """When a request's posts were accepted, written out once for all of them."""
+
+    at: str
+    date: str
+
+    @classmethod
+    def of(cls, moment: datetime) -> Arrival:
+        at = moment.isoformat()  # the year always has 4 digits: the date is the first 10
+        return cls(at, at[:10])
+
+
+def _utc_strings(moment: datetime) -> tuple[str, str]:
+    """(its date, itself in ISO 8601) of a datetime from `parse_published_at` (UTC)."""
+    text = moment.isoformat()
+    return text[:10], text
 
 
 @dataclass(slots=True, frozen=True)

@@ -196,7 +196,6 @@ class Pipeline:
             self._idle.clear()
             self.pending[post.id] = post
             await self.queue.put(_Queued(post, time.monotonic()))
-            self._metrics.queue_depth.set(self.queue.qsize())
 
     def _enqueue(self, posts: Sequence[PostRecord]) -> None:
         """Queue accepted posts; `accept` has made sure there is room."""
@@ -205,7 +204,6 @@ class Pipeline:
         for post in posts:
             self.pending[post.id] = post
             self.queue.put_nowait(_Queued(post, now))
-        self._metrics.queue_depth.set(self.queue.qsize())
 
     async def drain(self, timeout: float) -> bool:
         """Refuse new posts, finish everything accepted; True if all of it was written.
@@ -253,7 +251,6 @@ class Pipeline:
             batch = [first]
             while len(batch) < size and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
-            self._metrics.queue_depth.set(self.queue.qsize())
             task = asyncio.create_task(self._process(batch))
             self._batches.add(task)
             task.add_done_callback(self._batches.discard)

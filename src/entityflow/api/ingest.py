@@ -21,25 +21,28 @@ from entityflow.api.edge import (
     respond,
 )
 from entityflow.api.schemas import Accepted, BatchAccepted
-from entityflow.models import MAX_BATCH, PostIn, PostRecord
+from entityflow.config import Settings
+from entityflow.models import MAX_BATCH, Arrival, PostIn, PostRecord
 from entityflow.queries import problems
 
 T = TypeVar("T")
 
 
 async def post_one(request: web.Request) -> web.Response:
+    app = request.app
     require_key(request)
     _require_content_type(request, (JSON,))
-    body = await _read_body(request)
+    settings = app[SETTINGS]
+    body = await _read_body(request, settings)
     # Refused unparsed: an array is never one post, and could be millions of items.
     data = None if body.lstrip()[:1] == b"[" else _parse(body, max_items=1)
     if not isinstance(data, dict):
         raise ApiError(422, "validation_error", "the body must be a JSON object (one post)")
-    record, errors = _validate(request, data, datetime.now(UTC))
+    record, errors = _validate(data, _context(settings), Arrival.of(datetime.now(UTC)))
     if record is None:
-        request.app[METRICS].rejected.labels("invalid").inc()
+        app[METRICS].rejected.labels("invalid").inc()
         raise ApiError(422, "validation_error", "the post is invalid", errors)
-    await request.app[FRONT].accept([record])
+    await app[FRONT].accept([record])
     return respond(Accepted(id=record.id), 202)
 
 
@@ -47,7 +50,7 @@ async def post_batch(request: web.Request) -> web.Response:
     require_key(request)
     kind = _require_content_type(request, (JSON, NDJSON))
     settings = request.app[SETTINGS]
-    _check_length(request)
+    _check_length(request, settings)
     if kind == NDJSON:
         items = await _body(
             bodies.read_ndjson(
@@ -58,12 +61,12 @@ async def post_batch(request: web.Request) -> web.Response:
             )
         )
     else:
-        items = _parse(await _read_body(request), max_items=MAX_BATCH)
+        items = _parse(await _read_body(request, settings), max_items=MAX_BATCH)
         if not isinstance(items, list):
             raise ApiError(422, "validation_error", "the body must be a JSON array of posts")
     if not items:
         raise ApiError(422, "validation_error", "the batch is empty")
-    now = datetime.now(UTC)
+    context, arrival = _context(settings), Arrival.of(datetime.now(UTC))
     records: list[PostRecord] = []
     problems_found: list[dict[str, Any]] = []
     for index, item in enumerate(items):
@@ -72,7 +75,7 @@ async def post_batch(request: web.Request) -> web.Response:
                 {"index": index, "field": None, "message": "must be a JSON object"}
             )
             continue
-        record, errors = _validate(request, item, now)
+        record, errors = _validate(item, context, arrival)
         if record is None:
             problems_found.extend({"index": index, **error} for error in errors)
         else:
@@ -101,19 +104,21 @@ def _require_content_type(request: web.Request, allowed: tuple[str, ...]) -> str
     return request.content_type
 
 
-def _check_length(request: web.Request) -> None:
-    limit = request.app[SETTINGS].max_body_bytes
+def _check_length(request: web.Request, settings: Settings) -> None:
+    limit = settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "body_too_large", f"request body is larger than {limit} bytes")
 
 
-async def _read_body(request: web.Request) -> bytes:
+async def _read_body(request: web.Request, settings: Settings) -> bytes:
     """The body, within ENTITYFLOW_MAX_BODY_BYTES and ENTITYFLOW_BODY_TIMEOUT (bodies.py)."""
-    settings = request.app[SETTINGS]
-    _check_length(request)
-    return await _body(
-        bodies.read_body(request.content, settings.max_body_bytes, settings.body_timeout)
-    )
+    _check_length(request, settings)
+    try:
+        return await bodies.read_body(
+            request.content, settings.max_body_bytes, settings.body_timeout
+        )
+    except bodies.BodyError as error:
+        raise ApiError(error.status, error.code, error.message) from None
 
 
 async def _body(reading: Awaitable[T]) -> T:
@@ -130,14 +135,17 @@ def _parse(body: bytes, *, max_items: int) -> Any:
         raise ApiError(error.status, error.code, error.message) from None
 
 
+def _context(settings: Settings) -> dict[str, Any]:
+    return {"max_content_chars": settings.max_content_chars}
+
+
 def _validate(
-    request: web.Request, data: dict[str, Any], now: datetime
+    data: dict[str, Any], context: dict[str, Any], arrival: Arrival
 ) -> tuple[PostRecord | None, list[dict[str, Any]]]:
-    context = {"max_content_chars": request.app[SETTINGS].max_content_chars}
     try:
         post = PostIn.model_validate(data, context=context)
     except ValidationError as error:
         return None, [
             {"field": field or None, "message": message} for field, message in problems(error)
         ]
-    return post.to_record(now), []
+    return post.to_record(arrival), []
