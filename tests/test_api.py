@@ -200,18 +200,24 @@ async def test_reads_open_unless_protected(service: ServiceFactory) -> None:
 # Backpressure
 
 
+def hold_writes(svc: Service) -> asyncio.Event:
+    """Make the store's writes wait for the returned event, so the queue fills and stays full."""
+    gate = asyncio.Event()
+    original = svc.store.write
+
+    async def held(posts: Any) -> Any:
+        await gate.wait()
+        return await original(posts)
+
+    svc.store.write = held  # type: ignore[method-assign]
+    return gate
+
+
 async def test_full_queue_answers_503_and_loses_nothing(service: ServiceFactory) -> None:
     async with service(queue_size=4, nlp_batch_size=1, batch_size=1) as svc:
         # Writes wait until every post was sent, so the queue fills however fast NER is (the
         # result cache makes each repeat of one text nearly free).
-        gate = asyncio.Event()
-        original = svc.store.write
-
-        async def held(posts: Any) -> Any:
-            await gate.wait()
-            return await original(posts)
-
-        svc.store.write = held  # type: ignore[method-assign]
+        gate = hold_writes(svc)
         accepted: list[str] = []
         refused = 0
         for i in range(40):
@@ -232,14 +238,7 @@ async def test_full_queue_answers_503_and_loses_nothing(service: ServiceFactory)
 
 async def test_a_batch_larger_than_the_free_room_is_refused_whole(service: ServiceFactory) -> None:
     async with service(queue_size=5, nlp_batch_size=1, batch_size=1) as svc:
-        gate = asyncio.Event()
-        original = svc.store.write
-
-        async def held(posts: Any) -> Any:
-            await gate.wait()
-            return await original(posts)
-
-        svc.store.write = held  # type: ignore[method-assign]
+        gate = hold_writes(svc)
         accepted: set[str] = set()
         for round_ in range(30):
             batch = [{**GOOD, "id": f"r{round_}-{i}"} for i in range(3)]
@@ -557,14 +556,7 @@ async def test_posts_by_id(service: ServiceFactory) -> None:
 async def test_a_post_is_queued_before_it_is_processed(service: ServiceFactory) -> None:
     async with service() as svc:
         # Hold the writer back so the post stays queued for a moment.
-        gate = asyncio.Event()
-        original = svc.store.write
-
-        async def slow_write(posts: Any) -> Any:
-            await gate.wait()
-            return await original(posts)
-
-        svc.store.write = slow_write  # type: ignore[method-assign]
+        gate = hold_writes(svc)
         async with await svc.post("/v1/posts", {**GOOD, "id": "q1"}) as response:
             assert response.status == 202
         assert (await svc.get_json("/v1/posts/q1"))["status"] == "queued"
